@@ -1,0 +1,19 @@
+"""Safe environments for shapo_jax: Brax ``Env``s whose ``state.info`` carries a ``cost``.
+
+Importing this package registers the built-in tasks.
+"""
+
+import contextlib as _contextlib
+import io as _io
+
+# MJX prints "Failed to import warp" on import when the optional GPU backend (warp) is
+# absent, which it always is on CPU; keep that out of every CLI run and test log.
+with _contextlib.redirect_stdout(_io.StringIO()), _contextlib.redirect_stderr(_io.StringIO()):
+    import mujoco.mjx  # noqa: F401
+
+from shapo_envs.registry import EnvSpec, UnknownEnvError, get_spec, list_envs, make_env, register
+
+from shapo_envs import point_hazard as _point_hazard  # noqa: F401  (registers PointHazard)
+from shapo_envs import locomotion as _locomotion  # noqa: F401  (registers the MJX tasks)
+
+__all__ = ["EnvSpec", "UnknownEnvError", "get_spec", "list_envs", "make_env", "register"]

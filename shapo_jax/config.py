@@ -1,0 +1,181 @@
+"""Typed training configuration, validated before anything is compiled.
+
+Every field is a command-line flag of ``shapo-train`` (``num_envs`` is ``--num-envs``); the
+field docstrings are the ``--help`` text. ``validate`` raises ``ConfigError`` naming the
+flag as the user typed it, so a bad value fails in milliseconds, not after compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, Optional
+
+ALGORITHMS = ("ppo", "ppo_lag")
+GEOMETRIES = ("euclidean", "fisher")
+
+
+class ConfigError(ValueError):
+    """An invalid setting; ``flag`` is the command-line spelling of the field."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.flag = flag_name(field)
+        super().__init__(f"{self.flag}: {message}")
+
+
+def flag_name(field: str) -> str:
+    """``num_envs`` -> ``--num-envs``, the spelling tyro gives the flag."""
+    return "--" + field.replace("_", "-")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (all seeds share them)."""
+
+    env: str = "SafetyHopperVelocity"
+    """Registered task name (see ``shapo_envs.list_envs()``)."""
+    algo: str = "ppo_lag"
+    """Algorithm: ppo_lag (PPO with a Lagrange multiplier) or ppo (unconstrained; cost only logged)."""
+
+    rho: float = 0.0
+    """SHAPO perturbation radius (0 = no sharpness step). Euclidean norm, or Fisher norm with --geometry fisher."""
+    perturbation_target_kl: Optional[float] = None
+    """The paper's spelling of the Fisher radius: target KL delta, rho = sqrt(2 delta) (paper: 1e-5). Fisher only."""
+    geometry: Literal["euclidean", "fisher"] = "euclidean"
+    """Geometry of the perturbation: euclidean (SAM) or fisher (the paper's KL geometry)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the Fisher perturbation (paper: 10)."""
+    cg_damping: float = 0.1
+    """Damping added to the Fisher matrix in the perturbation solve (paper: 0.1)."""
+
+    num_seeds: int = 1
+    """Independent seeds trained at once in one compiled program (vmapped)."""
+    num_envs: int = 64
+    """Parallel environments per seed."""
+    unroll_length: int = 256
+    """Environment steps per env per update; one update consumes num_envs * unroll_length steps."""
+    num_minibatches: int = 32
+    """Minibatches each update's batch is split into."""
+    update_epochs: int = 10
+    """Passes over each update's batch."""
+    total_steps: int = 1_000_000
+    """Environment steps per seed for the whole run."""
+    seed: int = 0
+    """Base random seed; seed i of --num-seeds uses a key split from it."""
+
+    cost_limit: Optional[float] = None
+    """Constraint threshold on the mean episode cost (default: the task's own)."""
+    episode_length: Optional[int] = None
+    """Episode length before truncation (default: the task's own)."""
+
+    gamma: float = 0.99
+    """Discount for reward and cost."""
+    gae_lambda: float = 0.95
+    """GAE lambda for reward and cost (paper: 0.95)."""
+    clip_epsilon: float = 0.2
+    """PPO ratio clipping."""
+    entropy_coefficient: float = 0.0
+    """Entropy bonus weight (SafePO's PPO-Lag uses 0)."""
+    actor_learning_rate: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_learning_rate: float = 3e-4
+    """Adam learning rate of the reward and cost critics."""
+    max_grad_norm: float = 40.0
+    """Global gradient-norm clip of actor and critics (SafePO: 40)."""
+    multiplier_learning_rate: float = 0.035
+    """Adam learning rate of the Lagrange multiplier (SafePO's PPO-Lag: 0.035)."""
+    multiplier_init: float = 0.001
+    """Initial Lagrange multiplier (SafePO and the paper: 0.001)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of actor and critics (paper: 64-64 tanh)."""
+    normalize_observations: bool = True
+    """Running mean/std observation normalisation."""
+
+    out: Optional[str] = None
+    """Directory for config.json, metrics.csv, TensorBoard events and summary.json."""
+    compilation_cache: bool = True
+    """Use JAX's persistent compilation cache (in the user cache dir) so a second run starts fast."""
+    progress: bool = True
+    """Show a progress bar with return, cost and steps/s."""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.unroll_length
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.steps_per_update
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.steps_per_update // self.num_minibatches
+
+    @property
+    def perturbation_radius(self) -> float:
+        """rho, whichever way it was given (sqrt(2 delta) for a target KL)."""
+        if self.perturbation_target_kl is not None:
+            return math.sqrt(2.0 * self.perturbation_target_kl)
+        return self.rho
+
+    @property
+    def uses_sharpness(self) -> bool:
+        return self.perturbation_target_kl is not None or self.rho > 0
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(field, message)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> TrainConfig:
+    """Checks every field; raises ``ConfigError`` naming the first bad flag.
+
+    Runs before any compilation. ``known_envs`` (the registry's names) enables the env check.
+    """
+    c = config
+    if known_envs is not None:
+        _require(c.env in known_envs, "env", f"unknown environment {c.env!r}; valid: {', '.join(known_envs)}")
+    _require(c.algo in ALGORITHMS, "algo", f"unknown algorithm {c.algo!r}; valid: {', '.join(ALGORITHMS)}")
+    _require(c.geometry in GEOMETRIES, "geometry", f"must be one of {', '.join(GEOMETRIES)}, got {c.geometry!r}")
+    _require(_finite(c.rho) and c.rho >= 0, "rho", f"must be a finite number >= 0, got {c.rho}")
+    if c.perturbation_target_kl is not None:
+        _require(
+            _finite(c.perturbation_target_kl) and c.perturbation_target_kl > 0,
+            "perturbation_target_kl",
+            f"must be a finite number > 0, got {c.perturbation_target_kl}",
+        )
+        _require(c.rho == 0, "perturbation_target_kl", "give the radius as --rho or as --perturbation-target-kl, not both")
+        _require(c.geometry == "fisher", "perturbation_target_kl", "is a Fisher (KL) radius; use it with --geometry fisher, or give --rho")
+    for name in ("num_seeds", "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_steps", "cg_iters"):
+        value = getattr(c, name)
+        _require(isinstance(value, int) and value > 0, name, f"must be a positive integer, got {value}")
+    _require(
+        c.steps_per_update % c.num_minibatches == 0,
+        "num_minibatches",
+        f"must divide --num-envs * --unroll-length = {c.steps_per_update}, got {c.num_minibatches}",
+    )
+    _require(
+        c.total_steps % c.steps_per_update == 0,
+        "total_steps",
+        f"must be a multiple of --num-envs * --unroll-length = {c.steps_per_update}, got {c.total_steps}",
+    )
+    for name in ("gamma", "gae_lambda"):
+        value = getattr(c, name)
+        _require(_finite(value) and 0 <= value <= 1, name, f"must be in [0, 1], got {value}")
+    for name in ("clip_epsilon", "actor_learning_rate", "critic_learning_rate", "max_grad_norm", "multiplier_learning_rate"):
+        value = getattr(c, name)
+        _require(_finite(value) and value > 0, name, f"must be a finite number > 0, got {value}")
+    for name in ("entropy_coefficient", "multiplier_init", "cg_damping"):
+        value = getattr(c, name)
+        _require(_finite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
+    if c.cost_limit is not None:
+        _require(_finite(c.cost_limit) and c.cost_limit >= 0, "cost_limit", f"must be a finite number >= 0, got {c.cost_limit}")
+    if c.episode_length is not None:
+        _require(c.episode_length > 0, "episode_length", f"must be a positive integer, got {c.episode_length}")
+    _require(len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes), "hidden_sizes", f"must be positive widths, got {c.hidden_sizes}")
+    return c

@@ -1,0 +1,294 @@
+"""The trainer: ``make_train(config) -> train(key)``, the whole run as one pure function.
+
+Reading top to bottom follows the data of one update: collect a rollout (``rollout.py``),
+compute reward and cost advantages (``advantages.py``), update the Lagrange multiplier
+(``multipliers.py``), take the policy step of the algorithm (``algorithms/``) with the
+actor's gradient optionally passed through the SHAPO ``sharpness_aware`` transform, fit
+the critics, update the observation statistics, and emit metrics. ``train`` scans that
+update ``num_updates`` times, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds in a
+single compiled program; nothing per env step returns to Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from brax.envs.base import Env, State
+from brax.training.acme import running_statistics
+
+import shapo_envs
+from shapo_jax import advantages as gae
+from shapo_jax.algorithms import Algorithm, get_algorithm
+from shapo_jax.algorithms.ppo import PPOStepConfig, ppo_policy_step
+from shapo_jax.config import TrainConfig, validate
+from shapo_jax.losses import value_loss
+from shapo_jax.multipliers import LagrangeState
+from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
+from shapo_jax.rollout import EpisodeTracker, Transition, collect_rollout
+from shapo_jax.sharpness import sharpness_aware
+
+Metrics = dict[str, jax.Array]
+ProgressFn = Callable[[Metrics], None]
+
+
+class TrainState(NamedTuple):
+    """Everything one seed's training carries from update to update."""
+
+    actor_params: Any
+    critic_params: Any  # {"reward": ..., "cost": ...}
+    actor_optimizer_state: optax.OptState
+    critic_optimizer_state: optax.OptState
+    lagrange: LagrangeState
+    normalizer: running_statistics.RunningStatisticsState
+    env_state: State
+    initial_env_state: State
+    tracker: EpisodeTracker
+    episode_return: jax.Array  # mean return of the latest finished episodes
+    episode_cost: jax.Array  # mean cost of the latest finished episodes
+    total_cost: jax.Array  # cost paid during all of training so far
+    env_steps: jax.Array
+    update: jax.Array
+    failed_update: jax.Array  # -1, or the first update whose result was not finite
+    seed_key: jax.Array  # the key train() was called with, to tell seeds apart in metrics
+    key: jax.Array
+
+
+class TrainOutput(NamedTuple):
+    state: TrainState
+    metrics: Metrics  # each leaf stacked over updates: [num_updates]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """The pieces of ``train``, for callers that drive updates themselves (benchmarks, resume)."""
+
+    config: TrainConfig
+    env: Env
+    cost_limit: float
+    episode_length: int
+    init: Callable[[jax.Array], TrainState]
+    update: Callable[[TrainState], tuple[TrainState, Metrics]]
+    train: Callable[[jax.Array], TrainOutput]
+
+
+def resolve_task(config: TrainConfig) -> tuple[float, int]:
+    """The cost limit and episode length: the flags if given, else the task's defaults."""
+    spec = shapo_envs.get_spec(config.env)
+    cost_limit = spec.cost_limit if config.cost_limit is None else config.cost_limit
+    episode_length = spec.episode_length if config.episode_length is None else config.episode_length
+    return float(cost_limit), int(episode_length)
+
+
+def make_actor_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
+    """clip -> Adam, preceded by the SHAPO sharpness step when a radius is set."""
+    base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
+    if not config.uses_sharpness:
+        return optax.with_extra_args_support(base)
+    if config.perturbation_target_kl is not None:
+        sharpness = sharpness_aware(
+            geometry="fisher", target_kl=config.perturbation_target_kl,
+            cg_iters=config.cg_iters, damping=config.cg_damping,
+        )
+    else:
+        sharpness = sharpness_aware(
+            config.rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping
+        )
+    return optax.chain(sharpness, base)
+
+
+def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Trainer:
+    """Builds the pure functions of a run; validates ``config`` first (nothing compiles here).
+
+    Args:
+      config: the run's settings.
+      progress_fn: called on the host once per update per seed with scalar metrics
+        (through ``jax.debug.callback``); ``metrics["seed_key"]`` tells seeds apart.
+      env: an env to use instead of ``make_env(config.env)`` (its task defaults still
+        come from the registry entry ``config.env``).
+    """
+    validate(config, shapo_envs.list_envs())
+    cost_limit, episode_length = resolve_task(config)
+    env = env if env is not None else shapo_envs.make_env(config.env)
+    algorithm: Algorithm = get_algorithm(config.algo)
+
+    actor = GaussianActor(config.hidden_sizes, env.action_size)
+    critic = Critic(config.hidden_sizes)
+    actor_optimizer = make_actor_optimizer(config)
+    critic_optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
+    )
+    observation_size = env.observation_size
+    num_envs, unroll_length = config.num_envs, config.unroll_length
+    step_config = PPOStepConfig.from_train_config(config)
+
+    def normalize(normalizer, observation):
+        if not config.normalize_observations:
+            return observation
+        return running_statistics.normalize(observation, normalizer)
+
+    def init(seed_key: jax.Array) -> TrainState:
+        actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
+        dummy = jnp.zeros((1, observation_size))
+        actor_params = actor.init(actor_key, dummy)
+        critic_params = {"reward": critic.init(reward_key, dummy), "cost": critic.init(cost_key, dummy)}
+        env_state = jax.vmap(env.reset)(jax.random.split(env_key, num_envs))
+        zero = jnp.zeros((), jnp.float32)
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            actor_optimizer_state=actor_optimizer.init(actor_params),
+            critic_optimizer_state=critic_optimizer.init(critic_params),
+            lagrange=algorithm.init_multiplier(config),
+            normalizer=running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32)),
+            env_state=env_state,
+            initial_env_state=env_state,
+            tracker=EpisodeTracker.zeros(num_envs),
+            episode_return=zero,
+            episode_cost=zero,
+            total_cost=zero,
+            env_steps=jnp.zeros((), jnp.int32),
+            update=jnp.zeros((), jnp.int32),
+            failed_update=jnp.full((), -1, jnp.int32),
+            seed_key=key_data(seed_key),
+            key=key,
+        )
+
+    def policy_for(actor_params, normalizer):
+        def policy(observation, key):
+            mean, log_std = actor.apply(actor_params, normalize(normalizer, observation))
+            action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+            return action, gaussian_log_prob(mean, log_std, action)
+
+        return policy
+
+    def advantages_of(state: TrainState, transitions: Transition):
+        """Reward and cost advantages and value targets, time-major [T, num_envs]."""
+        observation = normalize(state.normalizer, transitions.observation)
+        next_observation = normalize(state.normalizer, transitions.next_observation)
+
+        def for_signal(critic_params, signal):
+            values = critic.apply(critic_params, observation)
+            next_values = critic.apply(critic_params, next_observation)
+            return gae.generalized_advantage_estimation(
+                signal, values, next_values, transitions.termination, transitions.episode_end,
+                config.gamma, config.gae_lambda,
+            )
+
+        reward_advantage, reward_target = for_signal(state.critic_params["reward"], transitions.reward)
+        cost_advantage, cost_target = for_signal(state.critic_params["cost"], transitions.cost)
+        return observation, reward_advantage, reward_target, cost_advantage, cost_target
+
+    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+        rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
+
+        # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy.
+        env_state, tracker, transitions, finished = collect_rollout(
+            env, policy_for(state.actor_params, state.normalizer), state.env_state,
+            state.initial_env_state, state.tracker, rollout_key, unroll_length, episode_length,
+        )
+        any_finished = finished.count > 0
+        safe_count = jnp.maximum(finished.count, 1.0)
+        episode_return = jnp.where(any_finished, finished.return_sum / safe_count, state.episode_return)
+        episode_cost = jnp.where(any_finished, finished.cost_sum / safe_count, state.episode_cost)
+
+        # 2. Advantages for reward and cost (GAE, truncations bootstrapped).
+        observation, reward_advantage, reward_target, cost_advantage, cost_target = advantages_of(state, transitions)
+
+        # 3. Multiplier first, from the latest mean episode cost (as the paper's code does).
+        lagrange = algorithm.update_multiplier(state.lagrange, episode_cost, cost_limit, config)
+        advantage = algorithm.combine_advantages(
+            gae.standardize(reward_advantage), gae.center(cost_advantage), lagrange.multiplier
+        )
+
+        # 4. Policy and critic steps over epochs x minibatches.
+        step = ppo_policy_step(
+            step_config, actor.apply, critic.apply, actor_optimizer, critic_optimizer,
+            state.actor_params, state.critic_params, state.actor_optimizer_state, state.critic_optimizer_state,
+            observation, transitions.action, transitions.log_prob, advantage, reward_target, cost_target,
+            policy_key,
+        )
+
+        # 5. Observation statistics, updated after the update that used them.
+        normalizer = state.normalizer
+        if config.normalize_observations:
+            normalizer = running_statistics.update(normalizer, transitions.observation)
+
+        rollout_cost = transitions.cost.sum()
+        new_state = state._replace(
+            actor_params=step.actor_params,
+            critic_params=step.critic_params,
+            actor_optimizer_state=step.actor_optimizer_state,
+            critic_optimizer_state=step.critic_optimizer_state,
+            lagrange=lagrange,
+            normalizer=normalizer,
+            env_state=env_state,
+            tracker=tracker,
+            episode_return=episode_return,
+            episode_cost=episode_cost,
+            total_cost=state.total_cost + rollout_cost,
+            env_steps=state.env_steps + num_envs * unroll_length,
+            update=state.update + 1,
+            key=next_key,
+        )
+
+        # 6. Never continue silently on NaNs: keep the last finite state and record where it broke.
+        finite = all_finite((step.actor_params, step.critic_params, step.diagnostics, lagrange.multiplier))
+        ok = finite & (state.failed_update < 0)
+        failed_update = jnp.where(
+            (state.failed_update < 0) & ~finite, state.update + 1, state.failed_update
+        )
+        new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+        new_state = new_state._replace(failed_update=failed_update)
+
+        metrics = {
+            "update": new_state.update,
+            "env_steps": new_state.env_steps,
+            "episode_return": episode_return,
+            "episode_cost": episode_cost,
+            "episodes_finished": finished.count,
+            "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
+            "total_cost": new_state.total_cost,
+            "cost_limit": jnp.asarray(cost_limit, jnp.float32),
+            "multiplier": lagrange.multiplier,
+            "step_reward": transitions.reward.mean(),
+            "step_cost": transitions.cost.mean(),
+            "failed_update": failed_update,
+            **step.diagnostics,
+        }
+        if progress_fn is not None:
+            jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})
+        return new_state, metrics
+
+    def train(key: jax.Array) -> TrainOutput:
+        state = init(key)
+        state, metrics = jax.lax.scan(lambda s, _: update(s), state, None, config.num_updates)
+        return TrainOutput(state, metrics)
+
+    return Trainer(config, env, cost_limit, episode_length, init, update, train)
+
+
+def make_train(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Callable[[jax.Array], TrainOutput]:
+    """``train(key) -> TrainOutput``: a pure function; ``jax.jit(jax.vmap(train))(keys)`` for many seeds."""
+    return make_trainer(config, progress_fn, env).train
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every floating-point leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def key_data(key: jax.Array) -> jax.Array:
+    """The raw uint32 data of a key, typed or raw."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """One key per seed, split from ``--seed``; the same seed gives the same keys."""
+    return jax.random.split(jax.random.PRNGKey(seed), num_seeds)
