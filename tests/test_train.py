@@ -1,0 +1,159 @@
+"""End-to-end behaviour of the trainer on the pure-JAX PointHazard task."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from brax.envs.base import Wrapper
+
+import shapo_envs
+from shapo_jax import TrainConfig, make_train, make_trainer, seed_keys
+
+TINY = dict(env="PointHazard", num_envs=8, unroll_length=16, num_minibatches=2, update_epochs=2, total_steps=8 * 16 * 3)
+
+# The learning setup: 200 updates of 16 envs x 64 steps (~205k steps per seed), 4 seeds.
+LEARNING = dict(env="PointHazard", num_envs=16, unroll_length=64, num_minibatches=4, update_epochs=4,
+                total_steps=16 * 64 * 200)
+RANDOM_POLICY_RETURN = -8.0  # measured: the untrained policy's first-update mean return is -7 to -9
+
+
+def run(config: TrainConfig, num_seeds: int = 2, seed: int = 0):
+    train = jax.jit(jax.vmap(make_train(config)))
+    return jax.block_until_ready(train(seed_keys(seed, num_seeds)))
+
+
+def final_mean(output, name: str, last: int = 10) -> np.ndarray:
+    """Per-seed mean of a metric over the last updates."""
+    return np.asarray(output.metrics[name])[:, -last:].mean(axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharpnessWithZeroRadius(TrainConfig):
+    """Routes the actor gradient through sharpness_aware even though rho = 0."""
+
+    @property
+    def uses_sharpness(self) -> bool:
+        return True
+
+
+def test_metrics_have_one_value_per_update_and_seed():
+    config = TrainConfig(**TINY)
+    output = run(config, num_seeds=3)
+    assert output.metrics["episode_return"].shape == (3, config.num_updates)
+    assert np.all(np.asarray(output.metrics["env_steps"])[:, -1] == config.total_steps)
+    assert np.all(np.asarray(output.state.failed_update) == -1)
+    chex_finite = [np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(output.metrics)]
+    assert all(chex_finite)
+
+
+def test_same_key_same_numbers_different_keys_differ():
+    config = TrainConfig(**TINY)
+    first, again = run(config, seed=3), run(config, seed=3)
+    for a, b in zip(jax.tree.leaves(first.state.actor_params), jax.tree.leaves(again.state.actor_params)):
+        np.testing.assert_array_equal(a, b)
+    returns = np.asarray(first.metrics["step_reward"])
+    assert not np.array_equal(returns[0], returns[1]), "two seeds of one run must differ"
+    other = run(config, seed=4)
+    assert not np.array_equal(np.asarray(other.metrics["step_reward"]), returns)
+
+
+@pytest.mark.parametrize("geometry", ["euclidean", "fisher"])
+def test_zero_radius_through_the_transform_is_the_base_algorithm_bit_for_bit(geometry):
+    base = run(TrainConfig(**TINY, geometry=geometry))
+    through_transform = run(SharpnessWithZeroRadius(**TINY, geometry=geometry))
+    for a, b in zip(jax.tree.leaves(base.state.actor_params), jax.tree.leaves(through_transform.state.actor_params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(base.metrics["total_cost"], through_transform.metrics["total_cost"])
+
+
+def test_positive_radius_changes_training():
+    base = run(TrainConfig(**TINY))
+    shapo = run(TrainConfig(**TINY, rho=0.05))
+    norms = np.asarray(shapo.metrics["perturbation_norm"])
+    np.testing.assert_allclose(norms, 0.05, rtol=1e-4)
+    differs = [not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(base.state.actor_params), jax.tree.leaves(shapo.state.actor_params))]
+    assert any(differs)
+
+
+def test_fisher_perturbation_respects_its_target_kl():
+    target_kl = 1e-3
+    output = run(TrainConfig(**TINY, geometry="fisher", perturbation_target_kl=target_kl))
+    kl = np.asarray(output.metrics["perturbation_kl"])
+    scale = np.asarray(output.metrics["perturbation_scale"])
+    assert np.all(kl > 0), "the KL at the perturbed policy is measured"
+    # Minibatch means: each accepted perturbation has KL <= delta, unless it fell back to 0.1.
+    assert np.all((kl <= target_kl * 1.0001) | (scale < 1.0))
+    assert np.all(np.asarray(output.metrics["perturbation_norm"]) > 0)
+
+
+def test_critics_are_unchanged_by_the_sharpness_step_at_update_one():
+    """SHAPO perturbs the actor only: after one update the critics equal the base run's."""
+    one_update = dict(TINY, total_steps=8 * 16)
+    base = run(TrainConfig(**one_update))
+    shapo = run(TrainConfig(**one_update, rho=0.1))
+    for a, b in zip(jax.tree.leaves(base.state.critic_params), jax.tree.leaves(shapo.state.critic_params)):
+        np.testing.assert_array_equal(a, b)
+
+
+class NaNRewardAfter(Wrapper):
+    """Returns a NaN reward once the env's step counter passes ``after`` steps."""
+
+    def __init__(self, env, after: int):
+        super().__init__(env)
+        self.after = after
+
+    def reset(self, rng):
+        state = self.env.reset(rng)
+        state.info["t"] = jnp.zeros(())
+        return state
+
+    def step(self, state, action):
+        t = state.info["t"] + 1
+        next_state = self.env.step(state, action)
+        next_state.info["t"] = t
+        reward = jnp.where(t > self.after, jnp.nan, next_state.reward)
+        return next_state.replace(reward=reward)
+
+
+def test_non_finite_values_stop_the_run_and_keep_the_last_finite_state():
+    config = TrainConfig(**dict(TINY, total_steps=8 * 16 * 4))
+    env = NaNRewardAfter(shapo_envs.make_env("PointHazard"), after=16 * 2 - 1)  # NaN from update 2's last step
+    trainer = make_trainer(config, env=env)
+    output = jax.block_until_ready(jax.jit(trainer.train)(seed_keys(0, 1)[0]))
+    assert int(output.state.failed_update) == 2
+    assert int(output.state.update) == 1, "the state after the last finite update is kept"
+    finite = [bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(output.state.actor_params)]
+    assert all(finite)
+
+
+def test_progress_fn_is_called_once_per_update_per_seed_under_vmap():
+    calls = []
+    config = TrainConfig(**TINY)
+    train = make_train(config, progress_fn=lambda metrics: calls.append(jax.device_get(metrics)))
+    keys = seed_keys(0, 2)
+    jax.block_until_ready(jax.jit(jax.vmap(train))(keys))
+    jax.effects_barrier()
+    assert len(calls) == 2 * config.num_updates
+    seen = {(int(c["update"]), tuple(np.asarray(c["seed_key"]).tolist())) for c in calls}
+    assert len(seen) == 2 * config.num_updates
+    assert all(np.ndim(c["episode_return"]) == 0 for c in calls)
+
+
+def test_ppo_lagrangian_learns_to_reach_the_goal_within_the_cost_limit_and_ppo_does_not():
+    """The learning test: constrained PPO is safe and much better than random; unconstrained PPO
+    (the cost term off) takes the short path through the hazard and violates the limit."""
+    cost_limit = shapo_envs.get_spec("PointHazard").cost_limit
+    constrained = run(TrainConfig(**LEARNING, algo="ppo_lag"), num_seeds=4)
+    unconstrained = run(TrainConfig(**LEARNING, algo="ppo"), num_seeds=4)
+
+    constrained_return = final_mean(constrained, "episode_return").mean()
+    assert constrained_return > RANDOM_POLICY_RETURN + 15.0, constrained_return
+    assert final_mean(constrained, "episode_cost").mean() <= cost_limit
+    assert final_mean(unconstrained, "episode_cost").mean() > 2 * cost_limit
+    assert final_mean(unconstrained, "episode_return").mean() > RANDOM_POLICY_RETURN + 15.0
+    # The multiplier rose to enforce the constraint; unconstrained PPO keeps it at 0.
+    assert np.all(np.asarray(constrained.metrics["multiplier"]).max(axis=1) > 0.1)
+    np.testing.assert_array_equal(unconstrained.metrics["multiplier"], 0.0)
