@@ -59,8 +59,8 @@ class TrainConfig:
     """Minibatches each update's batch is split into."""
     update_epochs: int = 10
     """Passes over each update's batch."""
-    total_steps: int = 1_000_000
-    """Environment steps per seed for the whole run."""
+    total_steps: int = 983_040
+    """Environment steps per seed for the whole run (a multiple of the steps per update; default 60 updates)."""
     seed: int = 0
     """Base random seed; seed i of --num-seeds uses a key split from it."""
 

@@ -28,6 +28,7 @@ class Reporter:
       steps_per_update: env steps of one update of one seed.
       out_dir: directory for metrics.csv and TensorBoard events (None: no files).
       progress: show a tqdm bar with return, cost and steps/s.
+      append: continue an existing metrics.csv (a resumed run) instead of starting it anew.
     """
 
     def __init__(
@@ -37,7 +38,9 @@ class Reporter:
         steps_per_update: int,
         out_dir: Optional[str] = None,
         progress: bool = True,
+        append: bool = False,
     ):
+        self._append = append
         self.num_seeds = num_seeds
         self.steps_per_update = steps_per_update
         self.out_dir = out_dir
@@ -89,7 +92,7 @@ class Reporter:
         if self._csv_writer is None:
             path = os.path.join(self.out_dir, "metrics.csv")
             names = list(CSV_FIRST_COLUMNS) + sorted(set(rows[0]) - set(CSV_FIRST_COLUMNS))
-            self._csv_file = open(path, "a", newline="")
+            self._csv_file = open(path, "a" if self._append else "w", newline="")
             self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=names, extrasaction="ignore")
             if self._csv_file.tell() == 0:
                 self._csv_writer.writeheader()
