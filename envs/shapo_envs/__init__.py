@@ -5,11 +5,16 @@ Importing this package registers the built-in tasks.
 
 import contextlib as _contextlib
 import io as _io
+import warnings as _warnings
 
 # MJX prints "Failed to import warp" on import when the optional GPU backend (warp) is
 # absent, which it always is on CPU; keep that out of every CLI run and test log.
 with _contextlib.redirect_stdout(_io.StringIO()), _contextlib.redirect_stderr(_io.StringIO()):
     import mujoco.mjx  # noqa: F401
+
+# Brax warns on every MJCF load that its own pipelines are unmaintained; we use only its
+# Env API and MJX models, which MuJoCo maintains.
+_warnings.filterwarnings("ignore", message="Brax System, piplines and environments", category=UserWarning)
 
 from shapo_envs.registry import EnvSpec, UnknownEnvError, get_spec, list_envs, make_env, register
 
