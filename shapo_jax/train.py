@@ -54,6 +54,7 @@ class TrainState(NamedTuple):
     update: jax.Array
     failed_update: jax.Array  # -1, or the first update whose result was not finite
     seed_key: jax.Array  # the key train() was called with, to tell seeds apart in metrics
+    rho: jax.Array  # SHAPO radius of this run (a leaf, so runs can be vmapped over radii)
     key: jax.Array
 
 
@@ -70,9 +71,9 @@ class Trainer:
     env: Env
     cost_limit: float
     episode_length: int
-    init: Callable[[jax.Array], TrainState]
+    init: Callable[..., TrainState]  # init(key, rho=None)
     update: Callable[[TrainState], tuple[TrainState, Metrics]]
-    train: Callable[[jax.Array], TrainOutput]
+    train: Callable[..., TrainOutput]  # train(key, rho=None)
 
 
 def resolve_task(config: TrainConfig) -> tuple[float, int]:
@@ -83,20 +84,16 @@ def resolve_task(config: TrainConfig) -> tuple[float, int]:
     return float(cost_limit), int(episode_length)
 
 
-def make_actor_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
-    """clip -> Adam, preceded by the SHAPO sharpness step when a radius is set."""
+def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformationExtraArgs:
+    """clip -> Adam, preceded by the SHAPO sharpness step when the config turns it on.
+
+    ``rho`` may be traced (a radius per vmapped run); a target KL delta arrives as
+    ``rho = sqrt(2 delta)``, which the transform turns back into delta for backtracking.
+    """
     base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
     if not config.uses_sharpness:
         return optax.with_extra_args_support(base)
-    if config.perturbation_target_kl is not None:
-        sharpness = sharpness_aware(
-            geometry="fisher", target_kl=config.perturbation_target_kl,
-            cg_iters=config.cg_iters, damping=config.cg_damping,
-        )
-    else:
-        sharpness = sharpness_aware(
-            config.rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping
-        )
+    sharpness = sharpness_aware(rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping)
     return optax.chain(sharpness, base)
 
 
@@ -117,7 +114,6 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
 
     actor = GaussianActor(config.hidden_sizes, env.action_size)
     critic = Critic(config.hidden_sizes)
-    actor_optimizer = make_actor_optimizer(config)
     critic_optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
     )
@@ -130,7 +126,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             return observation
         return running_statistics.normalize(observation, normalizer)
 
-    def init(seed_key: jax.Array) -> TrainState:
+    def init(seed_key: jax.Array, rho: Optional[jax.Array] = None) -> TrainState:
         actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
         dummy = jnp.zeros((1, observation_size))
         actor_params = actor.init(actor_key, dummy)
@@ -140,7 +136,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
-            actor_optimizer_state=actor_optimizer.init(actor_params),
+            actor_optimizer_state=make_actor_optimizer(config, 0.0).init(actor_params),
             critic_optimizer_state=critic_optimizer.init(critic_params),
             lagrange=algorithm.init_multiplier(config),
             normalizer=running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32)),
@@ -154,6 +150,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             update=jnp.zeros((), jnp.int32),
             failed_update=jnp.full((), -1, jnp.int32),
             seed_key=key_data(seed_key),
+            rho=jnp.asarray(config.perturbation_radius if rho is None else rho, jnp.float32),
             key=key,
         )
 
@@ -182,7 +179,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         cost_advantage, cost_target = for_signal(state.critic_params["cost"], transitions.cost)
         return observation, reward_advantage, reward_target, cost_advantage, cost_target
 
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+    def update_with_radius(state: TrainState, rho) -> tuple[TrainState, Metrics]:
         rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
 
         # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy.
@@ -206,7 +203,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
 
         # 4. Policy and critic steps over epochs x minibatches.
         step = ppo_policy_step(
-            step_config, actor.apply, critic.apply, actor_optimizer, critic_optimizer,
+            step_config, actor.apply, critic.apply, make_actor_optimizer(config, rho), critic_optimizer,
             state.actor_params, state.critic_params, state.actor_optimizer_state, state.critic_optimizer_state,
             observation, transitions.action, transitions.log_prob, advantage, reward_target, cost_target,
             policy_key,
@@ -254,6 +251,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             "total_cost": new_state.total_cost,
             "cost_limit": jnp.asarray(cost_limit, jnp.float32),
             "multiplier": lagrange.multiplier,
+            "rho": state.rho,
             "step_reward": transitions.reward.mean(),
             "step_cost": transitions.cost.mean(),
             "failed_update": failed_update,
@@ -263,9 +261,16 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})
         return new_state, metrics
 
-    def train(key: jax.Array) -> TrainOutput:
-        state = init(key)
-        state, metrics = jax.lax.scan(lambda s, _: update(s), state, None, config.num_updates)
+    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+        """One update with the config's radius as a compile-time constant, so that a zero
+        radius compiles to exactly the base algorithm's program."""
+        return update_with_radius(state, config.perturbation_radius)
+
+    def train(key: jax.Array, rho: Optional[jax.Array] = None) -> TrainOutput:
+        """Trains one seed; ``rho`` overrides the config's radius (vmap over it for a sweep)."""
+        state = init(key, rho)
+        step = update if rho is None else (lambda s: update_with_radius(s, s.rho))
+        state, metrics = jax.lax.scan(lambda s, _: step(s), state, None, config.num_updates)
         return TrainOutput(state, metrics)
 
     return Trainer(config, env, cost_limit, episode_length, init, update, train)

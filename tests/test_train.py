@@ -157,3 +157,19 @@ def test_ppo_lagrangian_learns_to_reach_the_goal_within_the_cost_limit_and_ppo_d
     # The multiplier rose to enforce the constraint; unconstrained PPO keeps it at 0.
     assert np.all(np.asarray(constrained.metrics["multiplier"]).max(axis=1) > 0.1)
     np.testing.assert_array_equal(unconstrained.metrics["multiplier"], 0.0)
+
+
+def test_vmap_over_radii_matches_separate_runs():
+    """train(key, rho) with a traced radius: one program over radii equals one run per radius."""
+    config = TrainConfig(**TINY, rho=0.1)
+    train = make_train(config)
+    key = seed_keys(0, 1)[0]
+    radii = jnp.asarray([0.0, 0.1])
+    swept = jax.jit(jax.vmap(train, in_axes=(None, 0)))(key, radii)
+    base = jax.jit(make_train(TrainConfig(**TINY)))(key)
+    shapo = jax.jit(train)(key)
+    np.testing.assert_allclose(swept.metrics["perturbation_norm"][1], 0.1, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(base.state.actor_params)):
+        np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(shapo.state.actor_params)):
+        np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-6)
