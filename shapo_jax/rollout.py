@@ -50,11 +50,12 @@ class FinishedEpisodes(NamedTuple):
     return_sum: jax.Array
     cost_sum: jax.Array
     length_sum: jax.Array
+    violations: jax.Array  # episodes whose cost exceeded the cost limit
 
     @classmethod
     def zeros(cls) -> "FinishedEpisodes":
         zero = jnp.zeros((), jnp.float32)
-        return cls(zero, zero, zero, zero)
+        return cls(zero, zero, zero, zero, zero)
 
 
 PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -80,6 +81,7 @@ def collect_rollout(
     key: jax.Array,
     unroll_length: int,
     episode_length: int,
+    cost_limit: float = float("inf"),
 ) -> tuple[State, EpisodeTracker, Transition, FinishedEpisodes]:
     """Steps ``num_envs`` envs for ``unroll_length`` steps; returns time-major transitions."""
     step_fn = jax.vmap(env.step)
@@ -102,6 +104,7 @@ def collect_rollout(
             finished.return_sum + (episode_end * episode_return).sum(),
             finished.cost_sum + (episode_end * episode_cost).sum(),
             finished.length_sum + (episode_end * length).sum(),
+            finished.violations + (episode_end * (episode_cost > cost_limit)).sum(),
         )
         keep = 1.0 - episode_end
         tracker = EpisodeTracker(

@@ -23,10 +23,11 @@ from brax.training.acme import running_statistics
 import shapo_envs
 from shapo_jax import advantages as gae
 from shapo_jax.algorithms import Algorithm, get_algorithm
-from shapo_jax.algorithms.ppo import PPOStepConfig, ppo_policy_step
+from shapo_jax.algorithms.critics import fit_critics
+from shapo_jax.algorithms.ppo import PPOConfig, ppo_actor_step, sharpness_diagnostics
+from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_step, trpo_step
 from shapo_jax.config import TrainConfig, validate
-from shapo_jax.losses import value_loss
-from shapo_jax.multipliers import LagrangeState
+from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
 from shapo_jax.rollout import EpisodeTracker, Transition, collect_rollout
 from shapo_jax.sharpness import sharpness_aware
@@ -42,7 +43,7 @@ class TrainState(NamedTuple):
     critic_params: Any  # {"reward": ..., "cost": ...}
     actor_optimizer_state: optax.OptState
     critic_optimizer_state: optax.OptState
-    lagrange: LagrangeState
+    multiplier_state: Any  # LagrangeState or PIDState; .multiplier is lambda
     normalizer: running_statistics.RunningStatisticsState
     env_state: State
     initial_env_state: State
@@ -84,17 +85,31 @@ def resolve_task(config: TrainConfig) -> tuple[float, int]:
     return float(cost_limit), int(episode_length)
 
 
-def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformationExtraArgs:
-    """clip -> Adam, preceded by the SHAPO sharpness step when the config turns it on.
+def make_sharpness(config: TrainConfig, rho) -> Optional[optax.GradientTransformationExtraArgs]:
+    """The SHAPO transform when the config turns it on, else None.
 
     ``rho`` may be traced (a radius per vmapped run); a target KL delta arrives as
     ``rho = sqrt(2 delta)``, which the transform turns back into delta for backtracking.
     """
-    base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
     if not config.uses_sharpness:
-        return optax.with_extra_args_support(base)
-    sharpness = sharpness_aware(rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping)
-    return optax.chain(sharpness, base)
+        return None
+    return sharpness_aware(rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping)
+
+
+def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformationExtraArgs:
+    """PPO's actor optimizer: clip -> Adam, preceded by the sharpness step with SHAPO."""
+    base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
+    sharpness = make_sharpness(config, rho)
+    return optax.with_extra_args_support(base) if sharpness is None else optax.chain(sharpness, base)
+
+
+def init_actor_state(config: TrainConfig, algorithm: Algorithm, actor_params):
+    """PPO: the optimizer state; TRPO/CRPO: the sharpness state; CPO: one per perturbation."""
+    if algorithm.policy_step == "ppo":
+        return make_actor_optimizer(config, 0.0).init(actor_params)
+    sharpness = make_sharpness(config, 0.0)
+    state = () if sharpness is None else sharpness.init(actor_params)
+    return (state, state) if algorithm.policy_step == "cpo" else state
 
 
 def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Trainer:
@@ -119,7 +134,13 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     )
     observation_size = env.observation_size
     num_envs, unroll_length = config.num_envs, config.unroll_length
-    step_config = PPOStepConfig.from_train_config(config)
+    ppo_config = PPOConfig(
+        config.num_minibatches, config.update_epochs, config.clip_epsilon, config.entropy_coefficient,
+        config.uses_sharpness, config.geometry == "fisher",
+    )
+    trust_region_config = TrustRegionConfig(
+        config.trust_region_kl, config.trust_region_cg_iters, config.cg_damping, config.line_search_steps
+    )
 
     def normalize(normalizer, observation):
         if not config.normalize_observations:
@@ -136,9 +157,9 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
-            actor_optimizer_state=make_actor_optimizer(config, 0.0).init(actor_params),
+            actor_optimizer_state=init_actor_state(config, algorithm, actor_params),
             critic_optimizer_state=critic_optimizer.init(critic_params),
-            lagrange=algorithm.init_multiplier(config),
+            multiplier_state=algorithm.multiplier.init(config),
             normalizer=running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32)),
             env_state=env_state,
             initial_env_state=env_state,
@@ -185,7 +206,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy.
         env_state, tracker, transitions, finished = collect_rollout(
             env, policy_for(state.actor_params, state.normalizer), state.env_state,
-            state.initial_env_state, state.tracker, rollout_key, unroll_length, episode_length,
+            state.initial_env_state, state.tracker, rollout_key, unroll_length, episode_length, cost_limit,
         )
         any_finished = finished.count > 0
         safe_count = jnp.maximum(finished.count, 1.0)
@@ -196,18 +217,35 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         observation, reward_advantage, reward_target, cost_advantage, cost_target = advantages_of(state, transitions)
 
         # 3. Multiplier first, from the latest mean episode cost (as the paper's code does).
-        lagrange = algorithm.update_multiplier(state.lagrange, episode_cost, cost_limit, config)
-        advantage = algorithm.combine_advantages(
-            gae.standardize(reward_advantage), gae.center(cost_advantage), lagrange.multiplier
-        )
+        multiplier_state = algorithm.multiplier.update(state.multiplier_state, episode_cost, cost_limit, config)
+        multiplier = multiplier_state.multiplier
+        reward_advantage, cost_advantage = gae.standardize(reward_advantage), gae.center(cost_advantage)
+        advantage = algorithm.objective(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config)
 
-        # 4. Policy and critic steps over epochs x minibatches.
-        step = ppo_policy_step(
-            step_config, actor.apply, critic.apply, make_actor_optimizer(config, rho), critic_optimizer,
-            state.actor_params, state.critic_params, state.actor_optimizer_state, state.critic_optimizer_state,
-            observation, transitions.action, transitions.log_prob, advantage, reward_target, cost_target,
-            policy_key,
+        # 4. The algorithm's policy step (SHAPO inside it), then the critics.
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # [T, N, ...] -> [T*N, ...]
+        batch = PolicyBatch(flat(observation), flat(transitions.action), flat(transitions.log_prob), flat(advantage))
+        if algorithm.policy_step == "ppo":
+            actor_params, actor_state, actor_diagnostics = ppo_actor_step(
+                ppo_config, actor.apply, make_actor_optimizer(config, rho),
+                state.actor_params, state.actor_optimizer_state, batch, policy_key,
+            )
+        elif algorithm.policy_step == "trpo":
+            actor_params, actor_state, actor_diagnostics = trpo_step(
+                trust_region_config, actor.apply, make_sharpness(config, rho),
+                state.actor_optimizer_state, state.actor_params, batch,
+            )
+        else:
+            actor_params, actor_state, actor_diagnostics = cpo_step(
+                trust_region_config, actor.apply, make_sharpness(config, rho), state.actor_optimizer_state,
+                state.actor_params, batch, flat(cost_advantage), episode_cost - cost_limit,
+            )
+        critic_params, critic_state, critic_diagnostics = fit_critics(
+            critic.apply, critic_optimizer, state.critic_params, state.critic_optimizer_state,
+            batch.observation, flat(reward_target), flat(cost_target), policy_key,
+            config.update_epochs, config.num_minibatches, config.critic_l2,
         )
+        diagnostics = {**actor_diagnostics, **sharpness_diagnostics(actor_state), **critic_diagnostics}
 
         # 5. Observation statistics, updated after the update that used them.
         normalizer = state.normalizer
@@ -216,11 +254,11 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
 
         rollout_cost = transitions.cost.sum()
         new_state = state._replace(
-            actor_params=step.actor_params,
-            critic_params=step.critic_params,
-            actor_optimizer_state=step.actor_optimizer_state,
-            critic_optimizer_state=step.critic_optimizer_state,
-            lagrange=lagrange,
+            actor_params=actor_params,
+            critic_params=critic_params,
+            actor_optimizer_state=actor_state,
+            critic_optimizer_state=critic_state,
+            multiplier_state=multiplier_state,
             normalizer=normalizer,
             env_state=env_state,
             tracker=tracker,
@@ -233,7 +271,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         )
 
         # 6. Never continue silently on NaNs: keep the last finite state and record where it broke.
-        finite = all_finite((step.actor_params, step.critic_params, step.diagnostics, lagrange.multiplier))
+        finite = all_finite((actor_params, critic_params, diagnostics, multiplier))
         ok = finite & (state.failed_update < 0)
         failed_update = jnp.where(
             (state.failed_update < 0) & ~finite, state.update + 1, state.failed_update
@@ -250,12 +288,13 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
             "total_cost": new_state.total_cost,
             "cost_limit": jnp.asarray(cost_limit, jnp.float32),
-            "multiplier": lagrange.multiplier,
+            "multiplier": multiplier,
             "rho": state.rho,
             "step_reward": transitions.reward.mean(),
             "step_cost": transitions.cost.mean(),
             "failed_update": failed_update,
-            **step.diagnostics,
+            "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
+            **diagnostics,
         }
         if progress_fn is not None:
             jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})

@@ -113,14 +113,14 @@ CONFIG = TrainConfig(env="PointHazard", num_envs=8, unroll_length=16, num_miniba
 def test_get_algorithm_ppo_ignores_the_cost():
     ppo = get_algorithm("ppo")
     assert ppo.name == "ppo"
-    state = ppo.init_multiplier(CONFIG)
+    state = ppo.multiplier.init(CONFIG)
     assert float(state.multiplier) == 0.0
     for cost in (100.0, 0.0, 50.0):
-        state = ppo.update_multiplier(state, jnp.asarray(cost), 2.0, CONFIG)
+        state = ppo.multiplier.update(state, jnp.asarray(cost), 2.0, CONFIG)
         assert float(state.multiplier) == 0.0
     rng = np.random.default_rng(1)
     reward, cost = rng.normal(size=(2, 5, 4)).astype(np.float32)
-    combined = ppo.combine_advantages(jnp.asarray(reward), jnp.asarray(cost), jnp.asarray(0.7))
+    combined = ppo.objective(jnp.asarray(reward), jnp.asarray(cost), jnp.asarray(0.7), 5.0, 2.0, CONFIG)
     np.testing.assert_array_equal(np.asarray(combined), reward)
 
 
@@ -128,23 +128,76 @@ def test_get_algorithm_ppo_lag_uses_the_lagrange_rule():
     lag = get_algorithm("ppo_lag")
     assert lag.name == "ppo_lag"
     config = dataclasses.replace(CONFIG, multiplier_init=0.02, multiplier_learning_rate=0.1)
-    state = lag.init_multiplier(config)
+    state = lag.multiplier.init(config)
     assert float(state.multiplier) == pytest.approx(0.02)
     costs = [8.0, 8.0, 0.0]
     got = []
     for cost in costs:
-        state = lag.update_multiplier(state, jnp.asarray(cost), 2.0, config)
+        state = lag.multiplier.update(state, jnp.asarray(cost), 2.0, config)
         got.append(float(state.multiplier))
     np.testing.assert_allclose(got, reference_lagrange(0.02, costs, 2.0, 0.1), rtol=1e-5, atol=1e-6)
     reward, cost = jnp.asarray([1.0, 2.0]), jnp.asarray([4.0, -1.0])
     np.testing.assert_allclose(
-        np.asarray(lag.combine_advantages(reward, cost, jnp.asarray(0.5))),
+        np.asarray(lag.objective(reward, cost, jnp.asarray(0.5), 5.0, 2.0, config)),
         [(1.0 - 2.0) / 1.5, (2.0 + 0.5) / 1.5], rtol=1e-6,
     )
 
 
 def test_get_algorithm_unknown_names_valid_ones():
     with pytest.raises(ValueError) as info:
-        get_algorithm("trpo")
+        get_algorithm("trpo")  # the paper's algorithms are trpo_lag / trpo_pid
     message = str(info.value)
     assert "trpo" in message and "ppo" in message and "ppo_lag" in message
+
+
+def reference_pid(costs, limit, kp, ki, kd, initial, d_delay, alpha=0.95):
+    """SafePO's PIDLagrangian written out with a Python deque, plus the paper's 0.001 quirk."""
+    import collections
+
+    integral, proportional, cost_ema = initial, 0.0, 0.0
+    history = collections.deque([0.0], maxlen=d_delay)
+    out = []
+    for cost in costs:
+        delta = cost - limit
+        integral = max(0.0, integral + delta * ki)
+        proportional = alpha * proportional + (1 - alpha) * delta
+        cost_ema = alpha * cost_ema + (1 - alpha) * cost
+        derivative = max(0.0, cost_ema - history[0])
+        output = kp * proportional + integral + kd * derivative
+        multiplier = max(0.0, output)
+        if output < 0 and delta > 0:
+            multiplier = initial
+        history.append(cost_ema)
+        out.append(multiplier)
+    return out
+
+
+def test_pid_multiplier_follows_its_recurrence():
+    from shapo_jax.multipliers import pid_init, pid_update
+
+    costs = [30.0, 40.0, 35.0, 20.0, 5.0, 0.0, 0.0, 12.0, 50.0, 3.0, 0.0, 0.0, 0.0, 25.0, 26.0]
+    expected = reference_pid(costs, 10.0, kp=0.1, ki=0.01, kd=0.01, initial=0.001, d_delay=4)
+    state = pid_init(0.001, 4)
+    update = jax.jit(pid_update, static_argnums=(2, 3, 4, 5))
+    got = []
+    for cost in costs:
+        state = update(state, jnp.asarray(cost), 10.0, 0.1, 0.01, 0.01)
+        got.append(float(state.multiplier))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert max(got) > 0.5 and got[6] < got[2], "rises under violation, falls once satisfied"
+
+
+def test_pid_quirk_sets_the_initial_multiplier_when_output_is_negative_under_violation():
+    from shapo_jax.multipliers import pid_init, pid_update
+
+    state = pid_init(0.001, 10)._replace(integral=jnp.asarray(0.0), proportional=jnp.asarray(-50.0))
+    state = pid_update(state, jnp.asarray(11.0), 10.0, 0.1, 0.01, 0.01)
+    assert float(state.multiplier) == pytest.approx(0.001)
+
+
+def test_crpo_switches_objective_on_the_episode_cost():
+    crpo = get_algorithm("crpo")
+    reward, cost = jnp.asarray([1.0, 2.0]), jnp.asarray([4.0, -1.0])
+    config = dataclasses.replace(CONFIG, crpo_distance=1.0)
+    np.testing.assert_array_equal(np.asarray(crpo.objective(reward, cost, 0.0, 12.0, 10.0, config)), -np.asarray(cost))
+    np.testing.assert_array_equal(np.asarray(crpo.objective(reward, cost, 0.0, 10.5, 10.0, config)), np.asarray(reward))

@@ -1,57 +1,93 @@
-"""Algorithms: what differs between them is the multiplier rule and the policy step.
+"""Algorithms: each is a multiplier rule, an objective, and a policy step.
 
 The rollout, advantages, critic fitting and the SHAPO transform are shared
-(``shapo_jax.train``); an ``Algorithm`` names how the Lagrange multiplier moves and how
-reward and cost advantages combine into the one the policy step ascends.
+(``shapo_jax.train``). What differs between the seven algorithms fits in this table:
+
+| algo     | multiplier        | advantage the policy ascends            | policy step          |
+|----------|-------------------|-----------------------------------------|----------------------|
+| ppo      | none (0)          | A_r                                     | PPO clip, minibatches |
+| ppo_lag  | Lagrange (Adam)   | (A_r - lambda A_c) / (1 + lambda)        | PPO clip             |
+| ppo_pid  | PID               | (A_r - lambda A_c) / (1 + lambda)        | PPO clip             |
+| trpo_lag | Lagrange (Adam)   | (A_r - lambda A_c) / (1 + lambda)        | TRPO, full batch     |
+| trpo_pid | PID               | (A_r - lambda A_c) / (1 + lambda)        | TRPO (paper: PIDLag) |
+| cpo      | none (dual solve) | A_r and A_c separately                  | CPO                  |
+| crpo     | none (switch)     | -A_c if J_c > limit + distance, else A_r | TRPO                 |
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from shapo_jax import multipliers
 from shapo_jax.config import ALGORITHMS, TrainConfig
-from shapo_jax.multipliers import LagrangeState
+
+MultiplierState = multipliers.LagrangeState | multipliers.PIDState
+
+
+class MultiplierRule(NamedTuple):
+    init: Callable[[TrainConfig], MultiplierState]
+    update: Callable[[MultiplierState, jax.Array, float, TrainConfig], MultiplierState]
 
 
 class Algorithm(NamedTuple):
     name: str
-    init_multiplier: Callable[[TrainConfig], LagrangeState]
-    update_multiplier: Callable[[LagrangeState, jax.Array, float, TrainConfig], LagrangeState]
-    combine_advantages: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+    multiplier: MultiplierRule
+    # (standardised A_r, centred A_c, lambda, mean episode cost, cost limit, config) -> A
+    objective: Callable[..., jax.Array]
+    policy_step: Literal["ppo", "trpo", "cpo"]
+    reference: str
 
 
-def _lagrange_init(config: TrainConfig) -> LagrangeState:
-    return multipliers.lagrange_init(config.multiplier_init, config.multiplier_learning_rate)
+NO_MULTIPLIER = MultiplierRule(
+    init=lambda config: multipliers.lagrange_init(0.0, config.multiplier_learning_rate),
+    update=lambda state, cost, limit, config: state,
+)
+LAGRANGE = MultiplierRule(
+    init=lambda config: multipliers.lagrange_init(config.multiplier_init, config.multiplier_learning_rate),
+    update=lambda state, cost, limit, config: multipliers.lagrange_update(
+        state, cost, limit, config.multiplier_learning_rate
+    ),
+)
+PID = MultiplierRule(
+    init=lambda config: multipliers.pid_init(config.multiplier_init, config.pid_d_delay),
+    update=lambda state, cost, limit, config: multipliers.pid_update(
+        state, cost, limit, config.pid_kp, config.pid_ki, config.pid_kd, initial_multiplier=config.multiplier_init
+    ),
+)
 
 
-def _lagrange_update(state, mean_episode_cost, cost_limit, config: TrainConfig) -> LagrangeState:
-    return multipliers.lagrange_update(state, mean_episode_cost, cost_limit, config.multiplier_learning_rate)
-
-
-def _zero_multiplier(config: TrainConfig) -> LagrangeState:
-    """Unconstrained PPO: lambda is fixed at 0 and the cost is only logged."""
-    return multipliers.lagrange_init(0.0, config.multiplier_learning_rate)
-
-
-def _keep_multiplier(state, mean_episode_cost, cost_limit, config) -> LagrangeState:
-    return state
-
-
-def _reward_only(reward_advantage, cost_advantage, multiplier):
+def reward_only(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config):
     return reward_advantage
 
 
-PPO_LAG = Algorithm("ppo_lag", _lagrange_init, _lagrange_update, multipliers.lagrangian_advantage)
-"""PPO-Lagrangian (Ray et al. 2019; SafePO's ppo_lag): our extension of SHAPO to PPO."""
+def lagrangian(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config):
+    return multipliers.lagrangian_advantage(reward_advantage, cost_advantage, multiplier)
 
-PPO = Algorithm("ppo", _zero_multiplier, _keep_multiplier, _reward_only)
-"""Unconstrained PPO (Schulman et al. 2017): the cost is logged, never optimised."""
 
-_ALGORITHMS = {a.name: a for a in (PPO, PPO_LAG)}
+def crpo_switch(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config):
+    """CRPO (Xu et al. 2021): reduce cost while the constraint is violated, else ascend reward.
+
+    The paper's code uses -lambda_c A_c with lambda_c = 1 on the violating side.
+    """
+    violated = episode_cost > cost_limit + config.crpo_distance
+    return jnp.where(violated, -cost_advantage, reward_advantage)
+
+
+_ALGORITHMS = {
+    a.name: a
+    for a in (
+        Algorithm("ppo", NO_MULTIPLIER, reward_only, "ppo", "Schulman et al. 2017 (cost only logged)"),
+        Algorithm("ppo_lag", LAGRANGE, lagrangian, "ppo", "Ray et al. 2019; SafePO ppo_lag (our SHAPO extension)"),
+        Algorithm("ppo_pid", PID, lagrangian, "ppo", "Stooke et al. 2020 PID multiplier on PPO"),
+        Algorithm("trpo_lag", LAGRANGE, lagrangian, "trpo", "Ray et al. 2019; SafePO trpo_lag"),
+        Algorithm("trpo_pid", PID, lagrangian, "trpo", "Stooke et al. 2020; the paper's PIDLag"),
+        Algorithm("cpo", NO_MULTIPLIER, reward_only, "cpo", "Achiam et al. 2017; the paper's CPO"),
+        Algorithm("crpo", NO_MULTIPLIER, crpo_switch, "trpo", "Xu et al. 2021; the paper's CRPO"),
+    )
+}
 assert tuple(sorted(_ALGORITHMS)) == tuple(sorted(ALGORITHMS))
 
 
