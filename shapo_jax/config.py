@@ -11,7 +11,9 @@ import dataclasses
 import math
 from typing import Literal, Optional
 
-ALGORITHMS = ("ppo", "ppo_lag")
+ALGORITHMS = ("ppo", "ppo_lag", "ppo_pid", "trpo_lag", "trpo_pid", "cpo", "crpo")
+TRUST_REGION_ALGORITHMS = ("trpo_lag", "trpo_pid", "cpo", "crpo")
+PRESETS = ("none", "paper", "paper-base")
 GEOMETRIES = ("euclidean", "fisher")
 
 
@@ -36,7 +38,9 @@ class TrainConfig:
     env: str = "SafetyHopperVelocity"
     """Registered task name (see ``shapo_envs.list_envs()``)."""
     algo: str = "ppo_lag"
-    """Algorithm: ppo_lag (PPO with a Lagrange multiplier) or ppo (unconstrained; cost only logged)."""
+    """Algorithm: ppo (unconstrained; cost only logged), ppo_lag, ppo_pid, trpo_lag, trpo_pid (the paper's PIDLag), cpo, crpo."""
+    preset: Literal["none", "paper", "paper-base"] = "none"
+    """paper: the released SHAPO code's settings for the trust-region algorithms (Fisher SHAPO, target KL 1e-5); paper-base: the same without SHAPO. Flags left at their defaults take the preset's values."""
 
     rho: float = 0.0
     """SHAPO perturbation radius (0 = no sharpness step). Euclidean norm, or Fisher norm with --geometry fisher."""
@@ -87,10 +91,35 @@ class TrainConfig:
     """Adam learning rate of the Lagrange multiplier (SafePO's PPO-Lag: 0.035)."""
     multiplier_init: float = 0.001
     """Initial Lagrange multiplier (SafePO and the paper: 0.001)."""
+    critic_l2: float = 0.0
+    """L2 penalty on the critics' weights added to their loss (the paper's code: 0.001)."""
+    trust_region_kl: float = 0.01
+    """Trust-region size (mean KL) of TRPO/CPO/CRPO steps (paper: 0.01)."""
+    trust_region_cg_iters: int = 15
+    """Conjugate-gradient iterations of the trust-region step (paper: 15)."""
+    line_search_steps: int = 15
+    """Backtracking line-search tries of the trust-region step (paper: 15, factor 0.8)."""
+    pid_kp: float = 0.1
+    """PID Lagrangian proportional gain (paper: 0.1)."""
+    pid_ki: float = 0.01
+    """PID Lagrangian integral gain (paper: 0.01)."""
+    pid_kd: float = 0.01
+    """PID Lagrangian derivative gain (paper: 0.01)."""
+    pid_d_delay: int = 10
+    """Updates between the cost EMAs the PID derivative compares (SafePO: 10)."""
+    crpo_distance: float = 0.0
+    """CRPO switches to reducing cost when the episode cost exceeds cost_limit + this (paper: 0)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of actor and critics (paper: 64-64 tanh)."""
     normalize_observations: bool = True
     """Running mean/std observation normalisation."""
+
+    checkpoint_every: int = 0
+    """Save the whole training state (all seeds) every N env steps per seed, and at the end, under OUT/checkpoints/ (0 = no checkpoints; a multiple of the steps per update)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
+    resume: bool = False
+    """Continue the run in --out from its latest checkpoint (start fresh, and say so, if there is none)."""
 
     out: Optional[str] = None
     """Directory for config.json, metrics.csv, TensorBoard events and summary.json."""
@@ -123,6 +152,51 @@ class TrainConfig:
         return self.perturbation_target_kl is not None or self.rho > 0
 
 
+PAPER_PRESET = dict(
+    # The released SHAPO code's defaults (../shared/paper.md, section 4): 20k steps per update,
+    # 10M steps, 64-64 tanh networks, trust region 0.01, GAE 0.95, PID 0.1/0.01/0.01 from
+    # lambda 0.001, cost limit 10, critics fitted 10 epochs in minibatches of ~128 (125 here,
+    # so that they divide 20k) with Adam 1e-3, L2 0.001 and gradient clip 40.
+    num_envs=20,
+    unroll_length=1000,
+    total_steps=10_000_000,
+    update_epochs=10,
+    num_minibatches=160,
+    critic_learning_rate=1e-3,
+    critic_l2=0.001,
+    max_grad_norm=40.0,
+    gamma=0.99,
+    gae_lambda=0.95,
+    trust_region_kl=0.01,
+    trust_region_cg_iters=15,
+    line_search_steps=15,
+    pid_kp=0.1,
+    pid_ki=0.01,
+    pid_kd=0.01,
+    multiplier_init=0.001,
+    cost_limit=10.0,
+    hidden_sizes=(64, 64),
+    cg_iters=10,
+    cg_damping=0.1,
+)
+SHAPO_PAPER_RADIUS = dict(geometry="fisher", perturbation_target_kl=1e-5)
+
+
+def apply_preset(config: TrainConfig) -> TrainConfig:
+    """Fills the fields still at their defaults with the preset's values.
+
+    A flag given explicitly with a non-default value wins over the preset.
+    """
+    if config.preset == "none":
+        return config
+    values = dict(PAPER_PRESET)
+    if config.preset == "paper" and config.rho == 0:
+        values.update(SHAPO_PAPER_RADIUS)
+    defaults = TrainConfig()
+    changes = {name: value for name, value in values.items() if getattr(config, name) == getattr(defaults, name)}
+    return dataclasses.replace(config, **changes)
+
+
 def _require(condition: bool, field: str, message: str) -> None:
     if not condition:
         raise ConfigError(field, message)
@@ -151,7 +225,9 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
         )
         _require(c.rho == 0, "perturbation_target_kl", "give the radius as --rho or as --perturbation-target-kl, not both")
         _require(c.geometry == "fisher", "perturbation_target_kl", "is a Fisher (KL) radius; use it with --geometry fisher, or give --rho")
-    for name in ("num_seeds", "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_steps", "cg_iters"):
+    _require(c.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {c.preset!r}")
+    for name in ("num_seeds", "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_steps", "cg_iters",
+                 "trust_region_cg_iters", "line_search_steps", "pid_d_delay"):
         value = getattr(c, name)
         _require(isinstance(value, int) and value > 0, name, f"must be a positive integer, got {value}")
     _require(
@@ -167,10 +243,12 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
     for name in ("gamma", "gae_lambda"):
         value = getattr(c, name)
         _require(_finite(value) and 0 <= value <= 1, name, f"must be in [0, 1], got {value}")
-    for name in ("clip_epsilon", "actor_learning_rate", "critic_learning_rate", "max_grad_norm", "multiplier_learning_rate"):
+    for name in ("clip_epsilon", "actor_learning_rate", "critic_learning_rate", "max_grad_norm", "multiplier_learning_rate",
+                 "trust_region_kl"):
         value = getattr(c, name)
         _require(_finite(value) and value > 0, name, f"must be a finite number > 0, got {value}")
-    for name in ("entropy_coefficient", "multiplier_init", "cg_damping"):
+    for name in ("entropy_coefficient", "multiplier_init", "cg_damping", "critic_l2", "pid_kp", "pid_ki", "pid_kd",
+                 "crpo_distance"):
         value = getattr(c, name)
         _require(_finite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
     if c.cost_limit is not None:
@@ -178,4 +256,13 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
     if c.episode_length is not None:
         _require(c.episode_length > 0, "episode_length", f"must be a positive integer, got {c.episode_length}")
     _require(len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes), "hidden_sizes", f"must be positive widths, got {c.hidden_sizes}")
+    _require(isinstance(c.checkpoint_every, int) and c.checkpoint_every >= 0, "checkpoint_every", f"must be an integer >= 0, got {c.checkpoint_every}")
+    _require(
+        c.checkpoint_every % c.steps_per_update == 0,
+        "checkpoint_every",
+        f"must be a multiple of --num-envs * --unroll-length = {c.steps_per_update}, got {c.checkpoint_every}",
+    )
+    _require(c.checkpoint_every == 0 or c.out is not None, "checkpoint_every", "needs --out DIR to write the checkpoints into")
+    _require(isinstance(c.keep_checkpoints, int) and c.keep_checkpoints > 0, "keep_checkpoints", f"must be a positive integer, got {c.keep_checkpoints}")
+    _require(not c.resume or c.out is not None, "resume", "needs --out DIR, the run to continue")
     return c

@@ -26,7 +26,7 @@ from shapo_jax.algorithms import Algorithm, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
 from shapo_jax.algorithms.ppo import PPOConfig, ppo_actor_step, sharpness_diagnostics
 from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_step, trpo_step
-from shapo_jax.config import TrainConfig, validate
+from shapo_jax.config import TrainConfig, apply_preset, validate
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
 from shapo_jax.rollout import EpisodeTracker, Transition, collect_rollout
@@ -122,7 +122,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
       env: an env to use instead of ``make_env(config.env)`` (its task defaults still
         come from the registry entry ``config.env``).
     """
-    validate(config, shapo_envs.list_envs())
+    config = validate(apply_preset(config), shapo_envs.list_envs())
     cost_limit, episode_length = resolve_task(config)
     env = env if env is not None else shapo_envs.make_env(config.env)
     algorithm: Algorithm = get_algorithm(config.algo)

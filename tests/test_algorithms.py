@@ -215,3 +215,20 @@ def test_every_algorithm_trains_with_and_without_shapo(algo, variant):
 @pytest.mark.parametrize("algo,variant", [p for p in itertools.product(ALGORITHMS, SHAPO_VARIANTS) if p not in COVERING])
 def test_full_algorithm_by_shapo_grid(algo, variant):
     check_trains(algo, variant)
+
+
+def test_paper_preset_fills_defaults_and_keeps_explicit_flags():
+    from shapo_jax.config import apply_preset, validate
+
+    paper = validate(apply_preset(TrainConfig(algo="trpo_pid", preset="paper")))
+    assert (paper.num_envs * paper.unroll_length, paper.total_steps) == (20_000, 10_000_000)
+    assert (paper.trust_region_kl, paper.gae_lambda, paper.cost_limit, paper.critic_l2) == (0.01, 0.95, 10.0, 0.001)
+    assert (paper.pid_kp, paper.pid_ki, paper.pid_kd, paper.multiplier_init) == (0.1, 0.01, 0.01, 0.001)
+    assert paper.geometry == "fisher" and paper.perturbation_target_kl == 1e-5
+    assert abs(paper.perturbation_radius - (2 * 1e-5) ** 0.5) < 1e-12
+    base = apply_preset(TrainConfig(algo="trpo_pid", preset="paper-base"))
+    assert not base.uses_sharpness and base.trust_region_kl == 0.01
+    explicit = apply_preset(TrainConfig(algo="trpo_pid", preset="paper", cost_limit=25.0, num_envs=40, unroll_length=500))
+    assert (explicit.cost_limit, explicit.num_envs, explicit.unroll_length) == (25.0, 40, 500)
+    euclidean = apply_preset(TrainConfig(algo="cpo", preset="paper", rho=0.05))
+    assert euclidean.perturbation_target_kl is None and euclidean.rho == 0.05
