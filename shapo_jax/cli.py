@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import platform
 import sys
@@ -61,69 +62,116 @@ def versions() -> dict[str, str]:
     return found
 
 
+def resolved_config(config, cost_limit: float, episode_length: int) -> dict[str, Any]:
+    """What config.json records: every flag, the task defaults it resolved to, derived sizes."""
+    return {
+        **dataclasses.asdict(config),
+        "cost_limit": cost_limit,
+        "episode_length": episode_length,
+        "perturbation_radius": config.perturbation_radius,
+        "num_updates": config.num_updates,
+        "steps_per_update": config.steps_per_update,
+        "minibatch_size": config.minibatch_size,
+    }
+
+
+def check_checkpoints(config, resolved: dict[str, Any]):
+    """Before compiling: the checkpoints to resume from or to write (None: no checkpointing).
+
+    A fresh run never overwrites another run's checkpoints; a resume must use the same
+    training flags. Raises ``ConfigError`` naming the flag.
+    """
+    from shapo_jax.checkpoint import Checkpoints, incompatible_settings
+    from shapo_jax.config import ConfigError, TrainConfig
+
+    if config.out is None or (config.checkpoint_every == 0 and not config.resume):
+        return None
+    checkpoints = Checkpoints(config.out, keep=config.keep_checkpoints, create=True)
+    steps = checkpoints.steps()
+    if steps and not config.resume:
+        raise ConfigError("out", f"{checkpoints.directory} holds checkpoints of an earlier run (latest: step "
+                                 f"{steps[-1]}); pass --resume to continue it, or use another --out")
+    config_path = os.path.join(config.out, "config.json")
+    if steps and os.path.exists(config_path):
+        with open(config_path) as f:
+            saved = json.load(f)
+        differences = incompatible_settings(saved, resolved, dataclasses.fields(TrainConfig))
+        if differences:
+            raise ConfigError("resume", f"{config.out} was trained with other settings: {', '.join(differences)}")
+    if steps and steps[-1] > config.total_steps:
+        raise ConfigError("total_steps", f"must be at least the latest checkpoint's step {steps[-1]} to resume, "
+                                         f"got {config.total_steps}")
+    return checkpoints
+
+
 def run(config, out: Optional[str]) -> dict[str, Any]:
     """Compiles and runs one training; returns the summary (also written to ``out``).
 
     The seeds' ``init`` and ``update`` are each one compiled, vmapped program; Python only
     dispatches one update after another and logs the metrics each returns, one update
     behind, so logging overlaps the next update. (Host callbacks inside the program would
-    keep JAX's persistent cache from storing it.)
+    keep JAX's persistent cache from storing it.) The compiled update is deterministic, so a
+    run resumed from a checkpoint continues bit for bit as if it had never stopped.
     """
     import jax
     import numpy as np
 
-    from shapo_jax.reporting import Reporter, write_json
-    from shapo_jax.train import make_trainer, seed_keys
+    from shapo_jax.reporting import Reporter, truncate_metrics, write_json
+    from shapo_jax.train import make_trainer, resolve_task, seed_keys
 
+    from shapo_jax.config import apply_preset
+
+    config = apply_preset(dataclasses.replace(config, out=out))  # what the trainer runs, and what config.json records
+    resolved = resolved_config(config, *resolve_task(config))
+    checkpoints = check_checkpoints(config, resolved)
     cache_dir = enable_compilation_cache(config.compilation_cache)
     keys = seed_keys(config.seed, config.num_seeds)
     trainer = make_trainer(config)
     device = describe_device()
-    resolved = {
-        **dataclasses.asdict(config),
-        "cost_limit": trainer.cost_limit,
-        "episode_length": trainer.episode_length,
-        "perturbation_radius": config.perturbation_radius,
-        "num_updates": config.num_updates,
-        "steps_per_update": config.steps_per_update,
-        "minibatch_size": config.minibatch_size,
-        "device": device,
-        "versions": versions(),
-        "compilation_cache_dir": cache_dir,
-    }
     if out is not None:
         os.makedirs(out, exist_ok=True)
-        write_json(os.path.join(out, "config.json"), resolved)
+        write_json(os.path.join(out, "config.json"),
+                   {**resolved, "device": device, "versions": versions(), "compilation_cache_dir": cache_dir})
 
     print(f"shapo-train: {config.algo} on {config.env}, rho={config.perturbation_radius:g} ({config.geometry}), "
           f"{config.num_seeds} seed(s) x {config.num_updates * config.steps_per_update:,} steps, device {device}",
           flush=True)
     start = time.perf_counter()
-    init = jax.jit(jax.vmap(trainer.init)).lower(keys).compile()
-    state = init(keys)
-    update = jax.jit(jax.vmap(trainer.update), donate_argnums=0).lower(state).compile()
+    abstract_state = jax.eval_shape(jax.vmap(trainer.init), keys)
+    update = jax.jit(jax.vmap(trainer.update), donate_argnums=0).lower(abstract_state).compile()
+    restored = None
+    if config.resume:
+        restored = checkpoints.restore_latest(abstract_state, update.out_info[1])
+        if restored is None:
+            print(f"shapo-train: --resume: no checkpoint in {checkpoints.directory}; starting fresh", flush=True)
+    if restored is None:
+        state = jax.jit(jax.vmap(trainer.init)).lower(keys).compile()(keys)
     compile_seconds = time.perf_counter() - start
     print(f"compiled in {compile_seconds:.1f} s", flush=True)
+    if checkpoints is not None:
+        done = restored.step if restored else 0
+        for step in checkpoints.incomplete_steps() + [s for s in checkpoints.steps() if s > done]:
+            print(f"shapo-train: setting aside checkpoint {step}, which is incomplete or newer than the resumed one")
+            checkpoints.set_aside(step)
 
-    reporter = Reporter(config.num_seeds, config.num_updates, config.steps_per_update, out, config.progress)
-    history = []
+    first_update, final = 0, None
+    if restored is not None:
+        state, first_update, final = restored.state, restored.update, jax.device_get(restored.metrics)
+        print(f"shapo-train: resumed from {checkpoints.directory}/{restored.step} "
+              f"(update {first_update} of {config.num_updates})", flush=True)
+        if out is not None:
+            truncate_metrics(out, first_update)
+    reporter = Reporter(config.num_seeds, config.num_updates - first_update, config.steps_per_update, out,
+                        config.progress, append=restored is not None,
+                        purge_step=None if restored is None else restored.step + 1)
     start = time.perf_counter()
-    previous = None
-    for _ in range(config.num_updates):
-        state, metrics = update(state)
-        if previous is not None:
-            history.append(jax.device_get(previous))
-            reporter.log_update(history[-1])
-        previous = metrics
-    history.append(jax.device_get(previous))
-    reporter.log_update(history[-1])
-    jax.block_until_ready(state)
+    final, updates_run = _train_loop(config, update, state, first_update, reporter, checkpoints, final)
     train_seconds = time.perf_counter() - start
     reporter.close()
+    if checkpoints is not None:
+        checkpoints.close()
 
-    final = history[-1]
     failed = np.asarray(final["failed_update"])
-    total_env_steps = config.num_seeds * config.num_updates * config.steps_per_update
     summary = {
         "env": config.env,
         "algo": config.algo,
@@ -136,10 +184,11 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         "multiplier": np.asarray(final["multiplier"]).tolist(),
         "cost_limit": trainer.cost_limit,
         "env_steps_per_seed": int(config.num_updates * config.steps_per_update),
-        "env_steps_per_second": total_env_steps / train_seconds,
+        "env_steps_per_second": config.num_seeds * updates_run * config.steps_per_update / max(train_seconds, 1e-9),
         "compile_seconds": compile_seconds,
         "train_seconds": train_seconds,
         "failed_update": failed.tolist(),
+        "resumed_from_step": 0 if restored is None else restored.step,
         "device": device,
     }
     if out is not None:
@@ -147,15 +196,56 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     bad = np.flatnonzero(failed >= 0)
     if bad.size:
         seed = int(bad[0])
+        kept = "; the last checkpoint before it was kept" if checkpoints is not None else ""
         raise NonFiniteTrainingError(
             f"training stopped: non-finite loss, gradient or parameters in seed {seed} at update "
-            f"{int(failed[seed])}; the state before that update was kept"
+            f"{int(failed[seed])}{kept}"
         )
     mean = lambda name: float(np.mean(summary[name]))
     print(f"return {mean('episode_return'):.2f}  cost {mean('episode_cost'):.2f} (limit {trainer.cost_limit:g})  "
           f"total cost {mean('total_cost'):.0f}  {summary['env_steps_per_second']:,.0f} env steps/s  "
           f"(compile {compile_seconds:.1f} s, train {train_seconds:.1f} s)", flush=True)
     return summary
+
+
+def _train_loop(config, update, state, first_update: int, reporter, checkpoints, final):
+    """Runs the updates after ``first_update``; returns the last logged metrics and how many ran.
+
+    Metrics are logged one update behind (the next update is already dispatched), except on
+    a checkpoint update: its row is written before its checkpoint, so a resume never misses
+    a row. The loop stops at the first update that reports a non-finite result, before
+    saving anything from it.
+    """
+    import jax
+    import numpy as np
+
+    def log(metrics) -> bool:
+        """Writes the update's rows; a failed update's are left out (it reports the kept,
+        earlier state's counters) and only reach the summary."""
+        nonlocal final
+        final = jax.device_get(metrics)
+        ok = bool(np.all(np.asarray(final["failed_update"]) < 0))
+        if ok:
+            reporter.log_update(final)
+        return ok
+
+    pending, updates_run = None, 0
+    for number in range(first_update + 1, config.num_updates + 1):
+        state, metrics = update(state)
+        updates_run += 1
+        if pending is not None and not log(pending):
+            return final, updates_run
+        pending = metrics
+        step = number * config.steps_per_update
+        if config.checkpoint_every and (step % config.checkpoint_every == 0 or number == config.num_updates):
+            pending = None
+            if not log(metrics):
+                return final, updates_run
+            checkpoints.save(step, number, state, metrics)
+    if pending is not None:
+        log(pending)
+    jax.block_until_ready(state)
+    return final, updates_run
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -177,6 +267,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     try:
         run(config, config.out)
+    except ConfigError as error:
+        print(f"shapo-train: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except NonFiniteTrainingError as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)
         return EXIT_FAILED

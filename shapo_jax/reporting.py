@@ -29,6 +29,8 @@ class Reporter:
       out_dir: directory for metrics.csv and TensorBoard events (None: no files).
       progress: show a tqdm bar with return, cost and steps/s.
       append: continue an existing metrics.csv (a resumed run) instead of starting it anew.
+      purge_step: a resumed run's first env step; TensorBoard hides the killed run's events
+        from there on, so re-logged updates do not appear twice.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Reporter:
         out_dir: Optional[str] = None,
         progress: bool = True,
         append: bool = False,
+        purge_step: Optional[int] = None,
     ):
         self._append = append
         self.num_seeds = num_seeds
@@ -54,7 +57,7 @@ class Reporter:
             os.makedirs(out_dir, exist_ok=True)
             from tensorboardX import SummaryWriter
 
-            self._tensorboard = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+            self._tensorboard = SummaryWriter(os.path.join(out_dir, "tensorboard"), purge_step=purge_step)
         if progress:
             from tqdm.auto import tqdm
 
@@ -107,6 +110,32 @@ class Reporter:
             self._csv_file.close()
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def truncate_metrics(out_dir: str, last_update: int) -> None:
+    """Keeps metrics.csv's header and its rows up to ``last_update`` (atomically).
+
+    A run killed after its last checkpoint may have logged later updates, and its last line
+    may be cut short; the resumed run logs those updates again.
+    """
+    path = os.path.join(out_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = [line for line in f.read().splitlines(keepends=True) if line.endswith("\n")]
+    if not lines:
+        os.remove(path)
+        return
+    header = next(csv.reader(lines[:1]))
+    kept = [lines[0]]
+    for line in lines[1:]:
+        row = next(csv.reader([line]))
+        if len(row) == len(header) and int(row[header.index("update")]) <= last_update:
+            kept.append(line)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", newline="") as f:
+        f.writelines(kept)
+    os.replace(temporary, path)
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:

@@ -1,0 +1,161 @@
+"""Checkpoints of the whole vmapped training state, for exact resume and for ``shapo-eval``.
+
+A checkpoint is ``OUT/checkpoints/<env steps per seed>/``, written by orbax's
+``CheckpointManager``: orbax writes into a temporary directory, drops ``commit_success.txt``
+into it and renames it, so a checkpoint is whole or absent. Only directories holding that
+file count, and one that still fails to restore is skipped, so a half-written checkpoint
+(killed mid-copy, disk full) never stops a resume.
+
+Nothing here names the fields of ``TrainState``: the state is saved as the pytree it is and
+restored into the structure of a freshly initialised one (``jax.eval_shape`` of ``init``),
+so new fields are checkpointed without changes here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+CHECKPOINTS = "checkpoints"
+COMMIT_FILE = "commit_success.txt"  # orbax writes it just before the atomic rename
+# Flags that may change between a run and its resume: where and how it reports, how it
+# checkpoints, and how long it trains (total_steps may grow).
+RESUMABLE_CHANGES = frozenset(
+    {"out", "progress", "compilation_cache", "resume", "checkpoint_every", "keep_checkpoints", "total_steps"}
+)
+
+
+class Restored(NamedTuple):
+    step: int  # env steps per seed
+    update: int  # updates done
+    state: Any  # the vmapped TrainState
+    metrics: Optional[dict]  # the metrics of that update (None when not asked for)
+
+
+def checkpoint_dir(out: str) -> str:
+    return os.path.join(os.path.abspath(out), CHECKPOINTS)
+
+
+def _is_key(x) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _saveable(tree):
+    """Orbax cannot write zero-size arrays (MJX data has some) nor typed PRNG keys: the first
+    become None (their shape comes back from the target), the second their raw key data."""
+    return jax.tree.map(lambda x: None if x.size == 0 else (jax.random.key_data(x) if _is_key(x) else x), tree)
+
+
+def _unsaveable(abstract, saved):
+    """Inverse of ``_saveable`` given the abstract (``eval_shape``) tree."""
+
+    def leaf(target, value):
+        if value is None:
+            return jnp.zeros(target.shape, target.dtype)
+        if _is_key(target):
+            return jax.random.wrap_key_data(value, impl=target.dtype._impl)  # the key dtype carries its impl
+        return value
+
+    return jax.tree.map(leaf, abstract, saved)
+
+
+def _restore_target(abstract):
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shapes = jax.eval_shape(_saveable, abstract)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+class Checkpoints:
+    """The checkpoints of one run directory (``OUT/checkpoints``)."""
+
+    def __init__(self, out: str, keep: Optional[int] = None, create: bool = False):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = checkpoint_dir(out)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=create, enable_async_checkpointing=False, cleanup_tmp_directories=create
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def _path(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def steps(self) -> list[int]:
+        """Complete checkpoints, oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(s for s in self._manager.all_steps() if os.path.exists(os.path.join(self._path(s), COMMIT_FILE)))
+
+    def incomplete_steps(self) -> list[int]:
+        """Step directories orbax would count that were never committed."""
+        if not os.path.isdir(self.directory):
+            return []
+        complete = set(self.steps())
+        return sorted(s for s in self._manager.all_steps() if s not in complete)
+
+    def set_aside(self, step: int) -> None:
+        """Renames a step directory so that orbax no longer sees it (and keeps saving after it)."""
+        os.replace(self._path(step), os.path.join(self.directory, f"unusable-{step}"))
+        self._manager.reload()
+
+    def save(self, step: int, update: int, state, metrics: dict) -> None:
+        """Saves synchronously: the caller donates ``state`` to the next update right after."""
+        args = self._ocp.args
+        self._manager.save(
+            step,
+            args=args.Composite(
+                state=args.StandardSave(_saveable(state)),
+                update_metrics=args.StandardSave(_saveable(metrics)),
+                meta=args.JsonSave({"step": step, "update": update}),
+            ),
+        )
+
+    def restore(self, step: int, abstract_state, abstract_metrics=None) -> Restored:
+        args = self._ocp.args
+        items = {"state": args.StandardRestore(_restore_target(abstract_state)), "meta": args.JsonRestore()}
+        if abstract_metrics is not None:
+            items["update_metrics"] = args.StandardRestore(_restore_target(abstract_metrics))
+        restored = self._manager.restore(step, args=args.Composite(**items))
+        metrics = None if abstract_metrics is None else _unsaveable(abstract_metrics, restored["update_metrics"])
+        meta = restored["meta"]
+        return Restored(int(meta["step"]), int(meta["update"]), _unsaveable(abstract_state, restored["state"]), metrics)
+
+    def restore_latest(self, abstract_state, abstract_metrics=None, log=print) -> Optional[Restored]:
+        """The newest checkpoint that restores; unreadable ones are reported and set aside."""
+        for step in reversed(self.steps()):
+            try:
+                return self.restore(step, abstract_state, abstract_metrics)
+            except Exception as error:  # noqa: BLE001 - any failure means: not usable
+                log(f"checkpoint {self._path(step)} cannot be restored ({type(error).__name__}); skipping it")
+                self.set_aside(step)
+        return None
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def incompatible_settings(saved: dict, current: dict, fields: list[dataclasses.Field]) -> list[str]:
+    """``--flag OLD (now NEW)`` for each training-relevant field that differs.
+
+    Both dicts are the resolved ``config.json`` contents; a field missing from the saved one
+    (written by an older version) counts as its default.
+    """
+
+    def normal(value):
+        return json.loads(json.dumps(value))
+
+    differences = []
+    for field in fields:
+        if field.name in RESUMABLE_CHANGES:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else None
+        old, new = normal(saved.get(field.name, default)), normal(current[field.name])
+        if old != new:
+            differences.append(f"--{field.name.replace('_', '-')} {old} (now {new})")
+    return differences
