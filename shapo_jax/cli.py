@@ -257,11 +257,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tyro
 
     import shapo_envs
-    from shapo_jax.config import ConfigError, TrainConfig, validate
+    from shapo_jax.config import ConfigError, TrainConfig, apply_preset, validate
 
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
-        validate(config, shapo_envs.list_envs())
+        validate(apply_preset(config), shapo_envs.list_envs())
     except ConfigError as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
