@@ -67,28 +67,16 @@ def cli_env(tmp_path_factory) -> dict:
 
 
 NAN_MAIN = """
-import sys, jax.numpy as jnp, shapo_envs
-from brax.envs.base import Wrapper
+import sys
+sys.path.insert(0, {tests_dir!r})
+import shapo_envs
+from faulty_envs import NaNRewardAfter
 from shapo_jax import cli
-
-class NaNRewardAfter(Wrapper):  # a NaN reward once the env's step counter passes `after`
-    def __init__(self, env, after):
-        super().__init__(env)
-        self.after = after
-    def reset(self, rng):
-        state = self.env.reset(rng)
-        state.info["t"] = jnp.zeros(())
-        return state
-    def step(self, state, action):
-        t = state.info["t"] + 1
-        next_state = self.env.step(state, action)
-        next_state.info["t"] = t
-        return next_state.replace(reward=jnp.where(t > self.after, jnp.nan, next_state.reward))
 
 shapo_envs.register("NaNPointHazard", lambda **kw: NaNRewardAfter(shapo_envs.make_env("PointHazard"), 16 * 2 - 1),
                     cost_limit=2.0, episode_length=60, overwrite=True)
 sys.exit(cli.main(sys.argv[1:]))
-"""
+""".format(tests_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.envs.base import Wrapper
 
 import shapo_envs
+from faulty_envs import NaNRewardAfter
 from shapo_jax import TrainConfig, make_train, make_trainer, seed_keys
 
 TINY = dict(env="PointHazard", num_envs=8, unroll_length=16, num_minibatches=2, update_epochs=2, total_steps=8 * 16 * 3)
@@ -96,26 +96,6 @@ def test_critics_are_unchanged_by_the_sharpness_step_at_update_one():
     shapo = run(TrainConfig(**one_update, rho=0.1))
     for a, b in zip(jax.tree.leaves(base.state.critic_params), jax.tree.leaves(shapo.state.critic_params)):
         np.testing.assert_array_equal(a, b)
-
-
-class NaNRewardAfter(Wrapper):
-    """Returns a NaN reward once the env's step counter passes ``after`` steps."""
-
-    def __init__(self, env, after: int):
-        super().__init__(env)
-        self.after = after
-
-    def reset(self, rng):
-        state = self.env.reset(rng)
-        state.info["t"] = jnp.zeros(())
-        return state
-
-    def step(self, state, action):
-        t = state.info["t"] + 1
-        next_state = self.env.step(state, action)
-        next_state.info["t"] = t
-        reward = jnp.where(t > self.after, jnp.nan, next_state.reward)
-        return next_state.replace(reward=reward)
 
 
 def test_non_finite_values_stop_the_run_and_keep_the_last_finite_state():
