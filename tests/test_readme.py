@@ -3,8 +3,6 @@
 import pathlib
 import re
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
