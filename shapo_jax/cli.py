@@ -261,11 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
-        validate(apply_preset(config), shapo_envs.list_envs())
-    except ConfigError as error:
-        print(f"shapo-train: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
+        validate(apply_preset(config), shapo_envs.list_envs())  # before anything compiles
         run(config, config.out)
     except ConfigError as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)
