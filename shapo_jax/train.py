@@ -245,7 +245,9 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             batch.observation, flat(reward_target), flat(cost_target), policy_key,
             config.update_epochs, config.num_minibatches, config.critic_l2,
         )
-        diagnostics = {**actor_diagnostics, **sharpness_diagnostics(actor_state), **critic_diagnostics}
+        # The SHAPO diagnostics of the last perturbation, unless the step already reported its
+        # own (PPO reports the mean over its minibatches).
+        diagnostics = {**sharpness_diagnostics(actor_state), **actor_diagnostics, **critic_diagnostics}
 
         # 5. Observation statistics, updated after the update that used them.
         normalizer = state.normalizer
