@@ -61,20 +61,10 @@ def load_state(run_dir: str, trainer, step: Optional[int]):
 
 def make_policy(trainer):
     """``policy(state, observation, key, deterministic) -> action`` of one seed, clipped as in training."""
-    import jax
     import jax.numpy as jnp
-    from brax.training.acme import running_statistics
-
-    from shapo_jax.networks import GaussianActor
-
-    config = trainer.config
-    actor = GaussianActor(config.hidden_sizes, trainer.env.action_size)
 
     def policy(state, observation, key, deterministic):
-        if config.normalize_observations:
-            observation = running_statistics.normalize(observation, state.normalizer)
-        mean, log_std = actor.apply(state.actor_params, observation)
-        sample = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        sample, _, mean = trainer.act(state.actor_params, state.normalizer, observation, key)
         return jnp.clip(jnp.where(deterministic, mean, sample), -1.0, 1.0)
 
     return policy

@@ -73,6 +73,9 @@ class Trainer:
     cost_limit: float
     episode_length: int
     init: Callable[..., TrainState]  # init(key, rho=None)
+    # act(actor_params, normalizer, observation, key) -> (sampled action, its log-prob, mean action),
+    # actions unclipped (the env step clips them)
+    act: Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
     update: Callable[[TrainState], tuple[TrainState, Metrics]]
     train: Callable[..., TrainOutput]  # train(key, rho=None)
 
@@ -175,13 +178,14 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             key=key,
         )
 
-    def policy_for(actor_params, normalizer):
-        def policy(observation, key):
-            mean, log_std = actor.apply(actor_params, normalize(normalizer, observation))
-            action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-            return action, gaussian_log_prob(mean, log_std, action)
+    def act(actor_params, normalizer, observation, key):
+        """A sample of the Gaussian policy on normalised observations, its log-prob, and the mean."""
+        mean, log_std = actor.apply(actor_params, normalize(normalizer, observation))
+        action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return action, gaussian_log_prob(mean, log_std, action), mean
 
-        return policy
+    def policy_for(actor_params, normalizer):
+        return lambda observation, key: act(actor_params, normalizer, observation, key)[:2]
 
     def advantages_of(state: TrainState, transitions: Transition):
         """Reward and cost advantages and value targets, time-major [T, num_envs]."""
@@ -314,7 +318,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         state, metrics = jax.lax.scan(lambda s, _: step(s), state, None, config.num_updates)
         return TrainOutput(state, metrics)
 
-    return Trainer(config, env, cost_limit, episode_length, init, update, train)
+    return Trainer(config, env, cost_limit, episode_length, init, act, update, train)
 
 
 def make_train(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Callable[[jax.Array], TrainOutput]:
