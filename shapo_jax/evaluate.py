@@ -26,8 +26,9 @@ class EvalError(RuntimeError):
 
 
 def load_config(run_dir: str):
-    """The run's ``TrainConfig`` from its config.json (task defaults as they were resolved)."""
-    from shapo_jax.config import TrainConfig
+    """The run's ``TrainConfig`` from its config.json (task defaults as they were resolved);
+    a run of a user task imports its ``--env-module`` again, so that the task is registered."""
+    from shapo_jax.config import ConfigError, TrainConfig, import_env_module
 
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
@@ -36,7 +37,12 @@ def load_config(run_dir: str):
         saved = json.load(f)
     values = {f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved}
     values["hidden_sizes"] = tuple(values.get("hidden_sizes", TrainConfig.hidden_sizes))
-    return TrainConfig(**{**values, "resume": False, "progress": False, "out": run_dir})
+    config = TrainConfig(**{**values, "resume": False, "progress": False, "out": run_dir})
+    try:
+        import_env_module(config)
+    except ConfigError as error:
+        raise EvalError(f"{run_dir} trained a task from {error}") from None
+    return config
 
 
 def load_state(run_dir: str, trainer, step: Optional[int]):

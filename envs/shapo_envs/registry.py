@@ -10,11 +10,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 from brax.envs.base import Env
 
 
 class UnknownEnvError(ValueError):
     """Raised for a task name that is not registered; the message lists the valid ones."""
+
+
+class EnvCostError(ValueError):
+    """Raised by ``make_env`` when a task's ``state.info`` has no ``cost`` shaped like the reward."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +43,7 @@ class EnvSpec:
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
+_CHECKED: set[str] = set()  # tasks whose first make_env found a well-shaped cost
 
 
 def register(
@@ -48,23 +55,44 @@ def register(
     description: str = "",
     overwrite: bool = False,
 ) -> EnvSpec:
-    """Adds a task to the registry.
+    """Adds a task to the registry, so that ``make_env(name)`` and ``shapo-train --env NAME`` find it.
 
-    Any Brax ``Env`` whose ``reset``/``step`` put a ``cost`` array (shaped like the reward)
-    in ``state.info`` can be registered, and is then available to ``make_env`` and to
-    ``shapo-train --env NAME``.
+    Any Brax ``Env`` (``reset``, ``step``, ``observation_size``, ``action_size``,
+    ``backend``) can be registered if its ``reset`` and ``step`` put a ``cost`` array in
+    ``state.info``, shaped like ``state.reward`` (a scalar per env: the trainer vmaps).
+    The first ``make_env(name)`` checks that, with ``jax.eval_shape`` (nothing compiles),
+    and raises ``EnvCostError`` naming the task if not. Episodes are ended by the trainer:
+    at the env's ``done`` (termination) or after ``episode_length`` steps (truncation), so
+    register the bare env, not one wrapped in Brax's episode or auto-reset wrappers. For a
+    MuJoCo Playground ``MjxEnv`` see ``shapo_envs.playground.from_playground``.
+
+    To use a registered task from the command line, put the ``register`` calls in a module
+    and name it: ``shapo-train --env-module mypkg.envs --env MyTask``.
+
+    Args:
+      name: the task name (``--env NAME``).
+      factory: ``factory(**kwargs) -> Env``; ``make_env(name, **kwargs)`` calls it.
+      cost_limit: the default threshold on the mean (undiscounted) episode cost.
+      episode_length: steps after which an episode is truncated.
+      description: one line for listings.
+      overwrite: replace an existing task of that name instead of raising ``ValueError``.
 
     Example:
-      >>> register("MyTask", lambda **kw: MyBraxEnvWithCost(**kw), cost_limit=25.0)
+      >>> register("MyTask", lambda **kw: MyBraxEnvWithCost(**kw), cost_limit=25.0, episode_length=500)
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an environment name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"the factory of {name!r} must be callable (factory(**kwargs) -> Env), got {factory!r}")
     if not overwrite and name in _REGISTRY:
         raise ValueError(f"environment {name!r} is already registered (pass overwrite=True to replace it)")
-    if cost_limit < 0:
+    if not cost_limit >= 0:  # also rejects NaN
         raise ValueError(f"cost_limit of {name!r} must be >= 0, got {cost_limit}")
     if episode_length <= 0:
         raise ValueError(f"episode_length of {name!r} must be > 0, got {episode_length}")
     spec = EnvSpec(name, factory, float(cost_limit), int(episode_length), description)
     _REGISTRY[name] = spec
+    _CHECKED.discard(name)
     return spec
 
 
@@ -84,5 +112,43 @@ def get_spec(name: str) -> EnvSpec:
 
 
 def make_env(name: str, **kwargs: Any) -> Env:
-    """Builds a registered task. Keyword arguments go to the task's factory."""
-    return get_spec(name).factory(**kwargs)
+    """Builds a registered task. Keyword arguments go to the task's factory.
+
+    The first build of each task checks (abstractly, nothing compiles) that ``reset`` and
+    ``step`` put a ``cost`` shaped like the reward in ``state.info``; ``EnvCostError`` if not.
+    """
+    spec = get_spec(name)
+    env = spec.factory(**kwargs)
+    if name not in _CHECKED:
+        # The built-in tasks (factories defined in this package) are covered by its tests;
+        # they skip the check, which traces reset and step (~2 s for an MJX task).
+        if not getattr(spec.factory, "__module__", "").startswith(__package__ + "."):
+            check_cost(env, name)
+        _CHECKED.add(name)
+    return env
+
+
+def check_cost(env: Env, name: str = "") -> None:
+    """Raises ``EnvCostError`` (one line, naming the task) unless ``env.reset`` and ``env.step``
+    put ``state.info["cost"]`` with the reward's shape. Traces both with ``jax.eval_shape``."""
+    label = repr(name) if name else type(env).__name__
+    if not isinstance(env, Env):
+        hint = "; wrap a MuJoCo Playground env with shapo_envs.playground.from_playground" if hasattr(
+            env, "mjx_model") else ""
+        raise EnvCostError(f"environment {label}: the factory returned {type(env).__name__}, not a brax.envs.Env{hint}")
+
+    def check(state, method: str) -> None:
+        info = getattr(state, "info", None)
+        if not isinstance(info, dict) or "cost" not in info:
+            keys = sorted(info) if isinstance(info, dict) else info
+            raise EnvCostError(f"environment {label}: {method} returns no 'cost' in state.info (its keys: {keys}); "
+                               f"every registered env must report a per-step cost shaped like the reward")
+        cost_shape, reward_shape = getattr(info["cost"], "shape", None), getattr(state.reward, "shape", None)
+        if cost_shape != reward_shape:
+            raise EnvCostError(f"environment {label}: {method} returns state.info['cost'] of shape {cost_shape}, "
+                               f"but the reward's shape is {reward_shape}; they must match")
+
+    state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+    check(state, "reset")
+    action = jax.ShapeDtypeStruct((env.action_size,), jnp.float32)
+    check(jax.eval_shape(env.step, state, action), "step")
