@@ -25,8 +25,10 @@ CHECKPOINTS = "checkpoints"
 COMMIT_FILE = "commit_success.txt"  # orbax writes it just before the atomic rename
 # Flags that may change between a run and its resume: where and how it reports, how it
 # checkpoints, and how long it trains (total_steps may grow).
+# Checkpoints hold the whole state on the host, so the devices and hosts may change too.
 RESUMABLE_CHANGES = frozenset(
-    {"out", "progress", "compilation_cache", "resume", "checkpoint_every", "keep_checkpoints", "total_steps"}
+    {"out", "progress", "compilation_cache", "resume", "checkpoint_every", "keep_checkpoints", "total_steps",
+     "num_devices", "coordinator_address", "num_processes", "process_id", "distributed"}
 )
 
 
@@ -45,29 +47,63 @@ def _is_key(x) -> bool:
     return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _saveable(tree):
-    """Orbax cannot write zero-size arrays (MJX data has some) nor typed PRNG keys: the first
-    become None (their shape comes back from the target), the second their raw key data."""
-    return jax.tree.map(lambda x: None if x.size == 0 else (jax.random.key_data(x) if _is_key(x) else x), tree)
+def _leaf_name(path) -> str:
+    """``actor_params.params.Dense_0.kernel``: a pytree path as a stable dotted name."""
+    parts = []
+    for entry in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+    return ".".join(parts)
 
 
-def _unsaveable(abstract, saved):
+def _saveable(tree) -> dict[str, Any]:
+    """The tree as a flat ``{dotted path: array}`` dict, which orbax writes on any host.
+
+    Flat, because some containers rebuild device arrays from host ones when unflattened
+    (Brax's ``UInt64`` count), and a multi-host save accepts only host or global arrays.
+    Orbax cannot write zero-size arrays (MJX data has some) nor typed PRNG keys: the first
+    become None (their shape comes back from the target), the second their raw key data.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+
+    def saveable(x):
+        return None if x.size == 0 else (jax.random.key_data(x) if _is_key(x) else x)
+
+    return {_leaf_name(path): saveable(leaf) for path, leaf in leaves}
+
+
+def _unsaveable(abstract, saved: dict[str, Any]):
     """Inverse of ``_saveable`` given the abstract (``eval_shape``) tree."""
 
-    def leaf(target, value):
+    def leaf(path, target):
+        value = saved.get(_leaf_name(path))
         if value is None:
             return jnp.zeros(target.shape, target.dtype)
         if _is_key(target):
             return jax.random.wrap_key_data(value, impl=target.dtype._impl)  # the key dtype carries its impl
         return value
 
-    return jax.tree.map(leaf, abstract, saved)
+    return jax.tree_util.tree_map_with_path(leaf, abstract)
+
+
+def host_copy(tree) -> dict[str, Any]:
+    """The whole (possibly sharded, possibly multi-host) tree as savable NumPy, on every process.
+
+    Checkpoints hold this, not device shards, so they restore onto any number of devices; on
+    several hosts every process must call it (it gathers), and only process 0 saves.
+    """
+    from shapo_jax.distributed import to_host
+
+    return to_host(_saveable(tree))
 
 
 def _restore_target(abstract):
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shapes = jax.eval_shape(_saveable, abstract)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+    return {name: None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+            for name, x in shapes.items()}
 
 
 class Checkpoints:
@@ -78,8 +114,13 @@ class Checkpoints:
 
         self._ocp = ocp
         self.directory = checkpoint_dir(out)
+        # Only process 0 ever opens checkpoints (it saves gathered host copies), so orbax must
+        # not wait for the other processes at its barriers (and then leaves creating to us).
+        if create:
+            os.makedirs(self.directory, exist_ok=True)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=create, enable_async_checkpointing=False, cleanup_tmp_directories=create
+            max_to_keep=keep, create=False, enable_async_checkpointing=False, cleanup_tmp_directories=create,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0}),
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -105,13 +146,15 @@ class Checkpoints:
         self._manager.reload()
 
     def save(self, step: int, update: int, state, metrics: dict) -> None:
-        """Saves synchronously: the caller donates ``state`` to the next update right after."""
+        """Saves synchronously: the caller donates ``state`` to the next update right after.
+
+        ``state`` and ``metrics`` are ``host_copy``'s flat NumPy dicts (from any mesh)."""
         args = self._ocp.args
         self._manager.save(
             step,
             args=args.Composite(
-                state=args.StandardSave(_saveable(state)),
-                update_metrics=args.StandardSave(_saveable(metrics)),
+                state=args.StandardSave(state),
+                update_metrics=args.StandardSave(metrics),
                 meta=args.JsonSave({"step": step, "update": update}),
             ),
         )

@@ -29,11 +29,18 @@ def _quiet_imports():
         import shapo_jax  # noqa: F401
 
 
-def describe_device() -> str:
+def describe_device(mesh=None) -> str:
+    """``platform:kind xN``: the devices a run uses (all visible ones without a mesh)."""
     import jax
 
     device = jax.devices()[0]
-    return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+    count = jax.device_count() if mesh is None else mesh.size
+    hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
+    return f"{device.platform}:{device.device_kind} x{count}{hosts}"
+
+
+def _silent(*args, **kwargs) -> None:
+    """``print`` for processes other than 0, which leave the talking to process 0."""
 
 
 def enable_compilation_cache(enabled: bool) -> Optional[str]:
@@ -83,9 +90,12 @@ def check_checkpoints(config, resolved: dict[str, Any]):
     """
     from shapo_jax.checkpoint import Checkpoints, incompatible_settings
     from shapo_jax.config import ConfigError, TrainConfig
+    from shapo_jax.distributed import is_primary
 
     if config.out is None or (config.checkpoint_every == 0 and not config.resume):
         return None
+    if not is_primary():
+        return None  # process 0 checks, reads and writes checkpoints for everyone
     checkpoints = Checkpoints(config.out, keep=config.keep_checkpoints, create=True)
     steps = checkpoints.steps()
     if steps and not config.resume:
@@ -107,47 +117,61 @@ def check_checkpoints(config, resolved: dict[str, Any]):
 def run(config, out: Optional[str]) -> dict[str, Any]:
     """Compiles and runs one training; returns the summary (also written to ``out``).
 
-    The seeds' ``init`` and ``update`` are each one compiled, vmapped program; Python only
-    dispatches one update after another and logs the metrics each returns, one update
-    behind, so logging overlaps the next update. (Host callbacks inside the program would
-    keep JAX's persistent cache from storing it.) The compiled update is deterministic, so a
-    run resumed from a checkpoint continues bit for bit as if it had never stopped.
+    The seeds' ``init`` and ``update`` are each one compiled, vmapped program, placed on the
+    ``--num-devices`` mesh (``distributed.py``); Python only dispatches one update after
+    another and logs the metrics each returns, one update behind, so logging overlaps the
+    next update. (Host callbacks inside the program would keep JAX's persistent cache from
+    storing it.) The compiled update is deterministic, so a run resumed from a checkpoint
+    continues bit for bit as if it had never stopped. On several hosts every process runs
+    this function and only process 0 writes.
     """
     import jax
     import numpy as np
 
+    from shapo_jax import distributed
+    from shapo_jax.config import ConfigError, apply_preset
     from shapo_jax.reporting import Reporter, truncate_metrics, write_json
     from shapo_jax.train import make_trainer, resolve_task, seed_keys
 
-    from shapo_jax.config import apply_preset
-
+    primary = distributed.is_primary()
+    say = print if primary else _silent
     config = apply_preset(dataclasses.replace(config, out=out))  # what the trainer runs, and what config.json records
     resolved = resolved_config(config, *resolve_task(config))
-    checkpoints = check_checkpoints(config, resolved)
+    checkpoints = _checkpoints_agreed(config, resolved)
     cache_dir = enable_compilation_cache(config.compilation_cache)
-    keys = seed_keys(config.seed, config.num_seeds)
+    try:
+        mesh = distributed.make_mesh(config.num_seeds, config.num_envs, config.num_devices)
+    except distributed.MeshError as error:
+        raise ConfigError(error.field, str(error)) from None
     trainer = make_trainer(config)
-    device = describe_device()
-    if out is not None:
+    device = describe_device(mesh)
+    if out is not None and primary:
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, "config.json"),
-                   {**resolved, "device": device, "versions": versions(), "compilation_cache_dir": cache_dir})
+                   {**resolved, "device": device, "mesh": dict(mesh.shape), "versions": versions(),
+                    "compilation_cache_dir": cache_dir})
 
-    print(f"shapo-train: {config.algo} on {config.env}, rho={config.perturbation_radius:g} ({config.geometry}), "
-          f"{config.num_seeds} seed(s) x {config.num_updates * config.steps_per_update:,} steps, device {device}",
-          flush=True)
+    say(f"shapo-train: {config.algo} on {config.env}, rho={config.perturbation_radius:g} ({config.geometry}), "
+        f"{config.num_seeds} seed(s) x {config.num_updates * config.steps_per_update:,} steps, device {device}",
+        flush=True)
     start = time.perf_counter()
+    keys = distributed.put_global(seed_keys(config.seed, config.num_seeds), distributed.seed_sharding(mesh))
     abstract_state = jax.eval_shape(jax.vmap(trainer.init), keys)
-    update = jax.jit(jax.vmap(trainer.update), donate_argnums=0).lower(abstract_state).compile()
+    state_sharding = distributed.state_shardings(mesh, abstract_state)
+    update = jax.jit(
+        jax.vmap(trainer.update), in_shardings=(state_sharding,),
+        out_shardings=(state_sharding, distributed.replicated(mesh)), donate_argnums=0,
+    ).lower(abstract_state).compile()
     restored = None
     if config.resume:
-        restored = checkpoints.restore_latest(abstract_state, update.out_info[1])
+        restored = _restore_latest(checkpoints, abstract_state, update.out_info[1], state_sharding)
         if restored is None:
-            print(f"shapo-train: --resume: no checkpoint in {checkpoints.directory}; starting fresh", flush=True)
+            say(f"shapo-train: --resume: no checkpoint in {config.out}; starting fresh", flush=True)
     if restored is None:
-        state = jax.jit(jax.vmap(trainer.init)).lower(keys).compile()(keys)
+        init = jax.jit(jax.vmap(trainer.init), out_shardings=state_sharding)
+        state = init.lower(keys).compile()(keys)
     compile_seconds = time.perf_counter() - start
-    print(f"compiled in {compile_seconds:.1f} s", flush=True)
+    say(f"compiled in {compile_seconds:.1f} s", flush=True)
     if checkpoints is not None:
         done = restored.step if restored else 0
         for step in checkpoints.incomplete_steps() + [s for s in checkpoints.steps() if s > done]:
@@ -156,13 +180,13 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
 
     first_update, final = 0, None
     if restored is not None:
-        state, first_update, final = restored.state, restored.update, jax.device_get(restored.metrics)
-        print(f"shapo-train: resumed from {checkpoints.directory}/{restored.step} "
-              f"(update {first_update} of {config.num_updates})", flush=True)
-        if out is not None:
+        state, first_update, final = restored.state, restored.update, restored.metrics
+        say(f"shapo-train: resumed from {config.out} at step {restored.step} "
+            f"(update {first_update} of {config.num_updates})", flush=True)
+        if out is not None and primary:
             truncate_metrics(out, first_update)
-    reporter = Reporter(config.num_seeds, config.num_updates - first_update, config.steps_per_update, out,
-                        config.progress, append=restored is not None,
+    reporter = Reporter(config.num_seeds, config.num_updates - first_update, config.steps_per_update,
+                        out if primary else None, config.progress and primary, append=restored is not None,
                         purge_step=None if restored is None else restored.step + 1)
     start = time.perf_counter()
     final, updates_run = _train_loop(config, update, state, first_update, reporter, checkpoints, final)
@@ -190,22 +214,65 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         "failed_update": failed.tolist(),
         "resumed_from_step": 0 if restored is None else restored.step,
         "device": device,
+        "num_devices": int(mesh.size),
+        "num_processes": jax.process_count(),
+        "mesh": dict(mesh.shape),
     }
-    if out is not None:
+    if out is not None and primary:
         write_json(os.path.join(out, "summary.json"), summary)
     bad = np.flatnonzero(failed >= 0)
     if bad.size:
         seed = int(bad[0])
-        kept = "; the last checkpoint before it was kept" if checkpoints is not None else ""
+        kept = "; the last checkpoint before it was kept" if config.checkpoint_every else ""
         raise NonFiniteTrainingError(
             f"training stopped: non-finite loss, gradient or parameters in seed {seed} at update "
             f"{int(failed[seed])}{kept}"
         )
     mean = lambda name: float(np.mean(summary[name]))
-    print(f"return {mean('episode_return'):.2f}  cost {mean('episode_cost'):.2f} (limit {trainer.cost_limit:g})  "
-          f"total cost {mean('total_cost'):.0f}  {summary['env_steps_per_second']:,.0f} env steps/s  "
-          f"(compile {compile_seconds:.1f} s, train {train_seconds:.1f} s)", flush=True)
+    say(f"return {mean('episode_return'):.2f}  cost {mean('episode_cost'):.2f} (limit {trainer.cost_limit:g})  "
+        f"total cost {mean('total_cost'):.0f}  {summary['env_steps_per_second']:,.0f} env steps/s  "
+        f"(compile {compile_seconds:.1f} s, train {train_seconds:.1f} s)", flush=True)
     return summary
+
+
+def _checkpoints_agreed(config, resolved: dict[str, Any]):
+    """``check_checkpoints`` on process 0, whose verdict every process shares, so that a
+    rejected run directory stops all processes instead of leaving them waiting."""
+    from shapo_jax import distributed
+    from shapo_jax.config import ConfigError
+
+    error, checkpoints = None, None
+    try:
+        checkpoints = check_checkpoints(config, resolved)
+    except ConfigError as raised:
+        error = raised
+    import numpy as np
+
+    if int(distributed.broadcast_from_primary(np.int32(error is not None))):
+        raise error if error is not None else ConfigError("out", "process 0 rejected the run directory (see its error)")
+    return checkpoints
+
+
+def _restore_latest(checkpoints, abstract_state, abstract_metrics, state_sharding):
+    """The latest checkpoint, read by process 0, shared with every process and placed on the
+    mesh, whatever mesh saved it (checkpoints hold the whole state on the host)."""
+    import jax
+    import numpy as np
+
+    from shapo_jax import distributed
+    from shapo_jax.checkpoint import Restored
+
+    restored = checkpoints.restore_latest(abstract_state, abstract_metrics) if checkpoints is not None else None
+    if not int(distributed.broadcast_from_primary(np.int32(restored is not None))):
+        return None
+    zeros = lambda tree: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), tree)
+    if restored is not None:
+        payload = (jax.device_get(restored.state), jax.device_get(restored.metrics),
+                   np.asarray([restored.step, restored.update], np.int64))
+    else:
+        payload = (zeros(abstract_state), zeros(abstract_metrics), np.zeros(2, np.int64))
+    host_state, metrics, (step, update) = distributed.broadcast_from_primary(payload)
+    return Restored(int(step), int(update), distributed.put_global(host_state, state_sharding), metrics)
 
 
 def _train_loop(config, update, state, first_update: int, reporter, checkpoints, final):
@@ -219,11 +286,14 @@ def _train_loop(config, update, state, first_update: int, reporter, checkpoints,
     import jax
     import numpy as np
 
+    from shapo_jax.checkpoint import host_copy
+    from shapo_jax.distributed import to_host
+
     def log(metrics) -> bool:
         """Writes the update's rows; a failed update's are left out (it reports the kept,
         earlier state's counters) and only reach the summary."""
         nonlocal final
-        final = jax.device_get(metrics)
+        final = to_host(metrics)
         ok = bool(np.all(np.asarray(final["failed_update"]) < 0))
         if ok:
             reporter.log_update(final)
@@ -241,11 +311,26 @@ def _train_loop(config, update, state, first_update: int, reporter, checkpoints,
             pending = None
             if not log(metrics):
                 return final, updates_run
-            checkpoints.save(step, number, state, metrics)
+            host_state = host_copy(state)  # every process gathers; process 0 saves
+            if checkpoints is not None:
+                checkpoints.save(step, number, host_state, host_copy(final))
     if pending is not None:
         log(pending)
     jax.block_until_ready(state)
     return final, updates_run
+
+
+def _join_distributed(config) -> None:
+    """``jax.distributed.initialize`` from the flags; a failure is a one-line ``ConfigError``."""
+    from shapo_jax.config import ConfigError, validate
+    from shapo_jax.distributed import initialize
+
+    validate(config)  # the process flags, before waiting on the other processes
+    try:
+        initialize(config.coordinator_address, config.num_processes, config.process_id)
+    except (RuntimeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("coordinator_address", f"cannot join the distributed run: {first_line}") from None
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -257,13 +342,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tyro
 
     import shapo_envs
-    from shapo_jax.config import ConfigError, TrainConfig, apply_preset, validate
+    from shapo_envs.registry import EnvCostError
+    from shapo_jax.config import ConfigError, TrainConfig, apply_preset, import_env_module, validate
 
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
+        if config.multi_host:  # first: JAX must not have touched a device before it joins
+            _join_distributed(config)
+        import_env_module(config)  # --env-module: its register() calls add tasks for --env
         validate(apply_preset(config), shapo_envs.list_envs())  # before anything compiles
         run(config, config.out)
-    except ConfigError as error:
+    except (ConfigError, EnvCostError) as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteTrainingError as error:

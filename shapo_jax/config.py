@@ -37,6 +37,8 @@ class TrainConfig:
 
     env: str = "SafetyHopperVelocity"
     """Registered task name (see ``shapo_envs.list_envs()``)."""
+    env_module: Optional[str] = None
+    """Python module to import first, whose ``shapo_envs.register`` calls add your own tasks for --env (e.g. mypkg.envs; the working directory is searched too)."""
     algo: str = "ppo_lag"
     """Algorithm: ppo (unconstrained; cost only logged), ppo_lag, ppo_pid, trpo_lag, trpo_pid (the paper's PIDLag), cpo, crpo."""
     preset: Literal["none", "paper", "paper-base"] = "none"
@@ -128,6 +130,17 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar with return, cost and steps/s."""
 
+    num_devices: int = 1
+    """Devices to train on (0 = all, across every host): seeds are split over them, and each seed's envs too when there are fewer seeds than devices."""
+    coordinator_address: Optional[str] = None
+    """Multi-host: host:port of process 0 for jax.distributed (default: JAX_COORDINATOR_ADDRESS or the cluster's, e.g. SLURM)."""
+    num_processes: Optional[int] = None
+    """Multi-host: how many processes take part (default: from the cluster)."""
+    process_id: Optional[int] = None
+    """Multi-host: this process's index, 0 to num_processes - 1 (default: from the cluster). Only process 0 writes files."""
+    distributed: bool = False
+    """Multi-host: join a jax.distributed run even without the three flags above (cluster auto-detection)."""
+
     @property
     def steps_per_update(self) -> int:
         return self.num_envs * self.unroll_length
@@ -150,6 +163,12 @@ class TrainConfig:
     @property
     def uses_sharpness(self) -> bool:
         return self.perturbation_target_kl is not None or self.rho > 0
+
+    @property
+    def multi_host(self) -> bool:
+        """Whether this run joins a jax.distributed group."""
+        return self.distributed or any(
+            value is not None for value in (self.coordinator_address, self.num_processes, self.process_id))
 
 
 PAPER_PRESET = dict(
@@ -195,6 +214,23 @@ def apply_preset(config: TrainConfig) -> TrainConfig:
     defaults = TrainConfig()
     changes = {name: value for name, value in values.items() if getattr(config, name) == getattr(defaults, name)}
     return dataclasses.replace(config, **changes)
+
+
+def import_env_module(config: TrainConfig) -> None:
+    """Imports ``config.env_module`` (if set), so that its ``register`` calls add tasks to the
+    registry before ``--env`` is looked up; ``ConfigError`` naming ``--env-module`` if it fails."""
+    if config.env_module is None:
+        return
+    import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as ``python -m``: a module beside the run imports
+    try:
+        importlib.import_module(config.env_module)
+    except Exception as error:  # the user's code: report any failure in one line
+        raise ConfigError("env_module", f"cannot import {config.env_module!r}: {type(error).__name__}: {error}") from error
 
 
 def _require(condition: bool, field: str, message: str) -> None:
@@ -265,4 +301,10 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
     _require(c.checkpoint_every == 0 or c.out is not None, "checkpoint_every", "needs --out DIR to write the checkpoints into")
     _require(isinstance(c.keep_checkpoints, int) and c.keep_checkpoints > 0, "keep_checkpoints", f"must be a positive integer, got {c.keep_checkpoints}")
     _require(not c.resume or c.out is not None, "resume", "needs --out DIR, the run to continue")
+    _require(isinstance(c.num_devices, int) and c.num_devices >= 0, "num_devices", f"must be an integer >= 0 (0 = all), got {c.num_devices}")
+    if c.num_processes is not None:
+        _require(c.num_processes > 0, "num_processes", f"must be a positive integer, got {c.num_processes}")
+    if c.process_id is not None:
+        limit = c.num_processes if c.num_processes is not None else float("inf")
+        _require(0 <= c.process_id < limit, "process_id", f"must be in [0, --num-processes), got {c.process_id}")
     return c
