@@ -20,5 +20,6 @@ from shapo_envs.registry import EnvSpec, UnknownEnvError, get_spec, list_envs, m
 
 from shapo_envs import point_hazard as _point_hazard  # noqa: F401  (registers PointHazard)
 from shapo_envs import locomotion as _locomotion  # noqa: F401  (registers the MJX tasks)
+from shapo_envs import navigation as _navigation  # noqa: F401  (registers Safety{Point,Car}{Goal,Button,Push}{0,1,2})
 
 __all__ = ["EnvSpec", "UnknownEnvError", "get_spec", "list_envs", "make_env", "register"]
