@@ -71,10 +71,13 @@ def versions() -> dict[str, str]:
 
 def resolved_config(config, cost_limit: float, episode_length: int) -> dict[str, Any]:
     """What config.json records: every flag, the task defaults it resolved to, derived sizes."""
+    from shapo_jax.train import resolve_redraw_resets
+
     return {
         **dataclasses.asdict(config),
         "cost_limit": cost_limit,
         "episode_length": episode_length,
+        "redraw_resets": resolve_redraw_resets(config),
         "perturbation_radius": config.perturbation_radius,
         "num_updates": config.num_updates,
         "steps_per_update": config.steps_per_update,

@@ -74,6 +74,8 @@ class TrainConfig:
     """Constraint threshold on the mean episode cost (default: the task's own)."""
     episode_length: Optional[int] = None
     """Episode length before truncation (default: the task's own)."""
+    redraw_resets: Optional[bool] = None
+    """Draw every env's reset state afresh (reset with a new key) at each update, so episodes starting during it begin from a new random layout; off, each env returns to the state drawn for it once (Brax's convention). Default: the task's own (navigation tasks: on, as Safety-Gymnasium draws a layout per episode)."""
 
     gamma: float = 0.99
     """Discount for reward and cost."""

@@ -88,6 +88,13 @@ def resolve_task(config: TrainConfig) -> tuple[float, int]:
     return float(cost_limit), int(episode_length)
 
 
+def resolve_redraw_resets(config: TrainConfig) -> bool:
+    """``--redraw-resets`` if given, else the task's default."""
+    if config.redraw_resets is not None:
+        return bool(config.redraw_resets)
+    return shapo_envs.get_spec(config.env).redraw_resets
+
+
 def make_sharpness(config: TrainConfig, rho) -> Optional[optax.GradientTransformationExtraArgs]:
     """The SHAPO transform when the config turns it on, else None.
 
@@ -127,6 +134,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     """
     config = validate(apply_preset(config), shapo_envs.list_envs())
     cost_limit, episode_length = resolve_task(config)
+    redraw_resets = resolve_redraw_resets(config)
     env = env if env is not None else shapo_envs.make_env(config.env)
     algorithm: Algorithm = get_algorithm(config.algo)
 
@@ -207,10 +215,16 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     def update_with_radius(state: TrainState, rho) -> tuple[TrainState, Metrics]:
         rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
 
-        # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy.
+        # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy. Envs
+        #    whose episode ends restart from initial_env_state, drawn anew here if asked (one
+        #    reset per env per update, instead of one per env step).
+        initial_env_state = state.initial_env_state
+        if redraw_resets:
+            reset_keys = jax.random.split(jax.random.fold_in(rollout_key, 1), num_envs)
+            initial_env_state = jax.vmap(env.reset)(reset_keys)
         env_state, tracker, transitions, finished = collect_rollout(
             env, policy_for(state.actor_params, state.normalizer), state.env_state,
-            state.initial_env_state, state.tracker, rollout_key, unroll_length, episode_length, cost_limit,
+            initial_env_state, state.tracker, rollout_key, unroll_length, episode_length, cost_limit,
         )
         any_finished = finished.count > 0
         safe_count = jnp.maximum(finished.count, 1.0)
@@ -267,6 +281,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             multiplier_state=multiplier_state,
             normalizer=normalizer,
             env_state=env_state,
+            initial_env_state=initial_env_state,
             tracker=tracker,
             episode_return=episode_return,
             episode_cost=episode_cost,

@@ -153,3 +153,25 @@ def test_vmap_over_radii_matches_separate_runs():
         np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(shapo.state.actor_params)):
         np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("redraw", [False, True])
+def test_reset_states_are_redrawn_each_update_only_when_asked(redraw):
+    trainer = make_trainer(TrainConfig(**TINY, redraw_resets=redraw))
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    after_one, _ = jax.jit(trainer.update)(state)
+    after_two, _ = jax.jit(trainer.update)(after_one)
+    starts = [np.asarray(s.initial_env_state.info["position"]) for s in (state, after_one, after_two)]
+    if redraw:  # a new start per env at every update, all inside PointHazard's start box
+        assert not np.allclose(starts[0], starts[1]) and not np.allclose(starts[1], starts[2])
+        assert np.all(np.abs(starts[2] - np.asarray([-1.0, 0.0])) <= 0.1)
+    else:
+        np.testing.assert_array_equal(starts[0], starts[2])
+
+
+def test_navigation_tasks_redraw_their_layouts_by_default():
+    from shapo_jax.train import resolve_redraw_resets
+
+    assert resolve_redraw_resets(TrainConfig(env="SafetyPointGoal1"))
+    assert not resolve_redraw_resets(TrainConfig(env="PointHazard"))
+    assert not resolve_redraw_resets(TrainConfig(env="SafetyPointGoal1", redraw_resets=False))

@@ -33,6 +33,9 @@ class EnvSpec:
       cost_limit: the default constraint threshold on the (undiscounted) episode cost.
       episode_length: steps after which an episode is truncated (not terminated).
       description: one line for ``--help`` and the README table.
+      redraw_resets: whether the trainer draws every env's reset state afresh at each update
+        (tasks whose episodes should start from new random layouts); otherwise each env
+        returns to the state drawn for it once, Brax's auto-reset convention.
     """
 
     name: str
@@ -40,6 +43,7 @@ class EnvSpec:
     cost_limit: float
     episode_length: int = 1000
     description: str = ""
+    redraw_resets: bool = False
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -54,6 +58,7 @@ def register(
     episode_length: int = 1000,
     description: str = "",
     overwrite: bool = False,
+    redraw_resets: bool = False,
 ) -> EnvSpec:
     """Adds a task to the registry, so that ``make_env(name)`` and ``shapo-train --env NAME`` find it.
 
@@ -76,6 +81,8 @@ def register(
       episode_length: steps after which an episode is truncated.
       description: one line for listings.
       overwrite: replace an existing task of that name instead of raising ``ValueError``.
+      redraw_resets: the trainer's default for ``--redraw-resets`` on this task: draw each
+        env's reset state (``reset`` with a new key) afresh at every update.
 
     Example:
       >>> register("MyTask", lambda **kw: MyBraxEnvWithCost(**kw), cost_limit=25.0, episode_length=500)
@@ -90,7 +97,7 @@ def register(
         raise ValueError(f"cost_limit of {name!r} must be >= 0, got {cost_limit}")
     if episode_length <= 0:
         raise ValueError(f"episode_length of {name!r} must be > 0, got {episode_length}")
-    spec = EnvSpec(name, factory, float(cost_limit), int(episode_length), description)
+    spec = EnvSpec(name, factory, float(cost_limit), int(episode_length), description, bool(redraw_resets))
     _REGISTRY[name] = spec
     _CHECKED.discard(name)
     return spec
