@@ -248,6 +248,7 @@ def test_car_actions():
 def _strip_mjx_edits(xml: str) -> str:
     """SG's original car.xml from ours: drop the wheel proxies and the collision bits."""
     xml = re.sub(r'\s*<geom type="sphere" name="\w+_proxy"[^>]*/>', "", xml)
+    xml = xml.replace(' iterations="10" ls_iterations="10"', "")
     return re.sub(r' (contype|conaffinity)="\d"', "", xml)
 
 
@@ -267,8 +268,9 @@ def test_car_mjx_edits_keep_sg_physics():
 
 
 def test_car_wheels_meet_boxes_through_proxies():
-    """MJX has no cylinder-box collision: a box at the wheel touches the wheel's sphere proxy."""
-    box = '<body name="box" pos="0.2 0.1 .05"><freejoint/><geom name="box" type="box" size=".05 .05 .05"/></body>'
+    """MJX has no cylinder-box collision: a box at the wheel touches the wheel's sphere proxy.
+    (The box has contype 3 like the push box: car.xml's floor meets only contype bit 2.)"""
+    box = '<body name="box" pos="0.2 0.1 .05"><freejoint/><geom name="box" type="box" size=".05 .05 .05" contype="3"/></body>'
     xml = R.CAR.xml_path.read_text().replace("</worldbody>", box + "</worldbody>")
     m = mujoco.MjModel.from_xml_string(xml)
     mjx.put_model(m)  # raises NotImplementedError for a cylinder-box pair

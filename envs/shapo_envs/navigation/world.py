@@ -67,10 +67,12 @@ def _add_objects(worldbody, spec: TaskSpec) -> None:
                 dim, density = obj.size, obj.get("density")
                 body = _add_body(worldbody, name, (0, 0, dim))
                 ET.SubElement(body, "freejoint", {"name": name})
-                _add_geom(body, name, "box", (dim,) * 3, density=density, rgba="1 1 0 1")
+                # contype 3: the floor of car.xml collides only with contype bit 2 (point.xml's
+                # floor with bit 1); conaffinity stays 1, so robots and pillars still meet it.
+                _add_geom(body, name, "box", (dim,) * 3, density=density, rgba="1 1 0 1", contype=3)
                 for k, (sx, sy) in enumerate(((1, 1), (-1, 1), (1, -1), (-1, -1)), start=1):
                     _add_geom(body, f"col{k}", "box", (dim / 2, dim / 2, dim), density=density,
-                              pos=_fmt(sx * dim, sy * dim, 0), rgba="1 1 0 1")
+                              pos=_fmt(sx * dim, sy * dim, 0), rgba="1 1 0 1", contype=3)
             elif obj.name == "buttons":  # SG assets/geoms/buttons.py: sphere at z = size
                 body = _add_body(worldbody, name, (0, 0, obj.size), mocap=True)
                 _add_geom(body, name, "sphere", (obj.size,), rgba="1 0.5 0 1")
