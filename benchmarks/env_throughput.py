@@ -9,6 +9,8 @@ in ``jax.block_until_ready``. The first run after compiling is timed apart too (
 and the steady-state rate is the median of the ``--repeats`` runs after it.
 
   python benchmarks/env_throughput.py --quick --out benchmarks/results/env_throughput_cpu.json
+  python benchmarks/env_throughput.py --suite navigation --num-envs 1 1024 --steps 10 --repeats 1 \
+      --out benchmarks/results/env_throughput_navigation_cpu.json
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ def bench(env, reset_c, num_envs: int, steps: int, actions: str, repeats: int, s
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--envs", nargs="+", default=None, help="task names (default: every registered MJX task)")
+    p.add_argument("--envs", nargs="+", default=None, help="task names (default: every registered MJX task of --suite)")
+    p.add_argument("--suite", choices=("all", "navigation", "locomotion"), default="all",
+                   help="without --envs: every MJX task, or the 18 navigation tasks, or the others")
     p.add_argument("--num-envs", nargs="+", type=int, default=[1, 64, 1024], help="batch sizes")
     p.add_argument("--steps", type=int, default=100, help="env steps per timed rollout")
     p.add_argument("--actions", choices=("random", "zero"), default="random")
@@ -102,7 +106,10 @@ def main(argv=None) -> int:
     if args.quick:
         args.num_envs, args.steps, args.repeats = [1, 128], 100, 3
 
-    names = args.envs or shapo_envs.list_envs()
+    from shapo_envs.navigation import NAMES as NAVIGATION
+
+    names = args.envs or {"all": shapo_envs.list_envs(), "navigation": list(NAVIGATION),
+                          "locomotion": [n for n in shapo_envs.list_envs() if n not in NAVIGATION]}[args.suite]
     envs = {n: shapo_envs.make_env(n) for n in names}
     if args.envs is None:  # only the MJX tasks
         envs = {n: e for n, e in envs.items() if e.backend == "mjx"}
