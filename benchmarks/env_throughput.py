@@ -9,7 +9,7 @@ in ``jax.block_until_ready``. The first run after compiling is timed apart too (
 and the steady-state rate is the median of the ``--repeats`` runs after it.
 
   python benchmarks/env_throughput.py --quick --out benchmarks/results/env_throughput_cpu.json
-  python benchmarks/env_throughput.py --suite navigation --num-envs 1 1024 --steps 10 --repeats 1 \
+  python benchmarks/env_throughput.py --suite navigation --num-envs 1 1024 --steps 4 --repeats 1 \
       --out benchmarks/results/env_throughput_navigation_cpu.json
 """
 
