@@ -241,6 +241,8 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
 def _checkpoints_agreed(config, resolved: dict[str, Any]):
     """``check_checkpoints`` on process 0, whose verdict every process shares, so that a
     rejected run directory stops all processes instead of leaving them waiting."""
+    import numpy as np
+
     from shapo_jax import distributed
     from shapo_jax.config import ConfigError
 
@@ -249,8 +251,6 @@ def _checkpoints_agreed(config, resolved: dict[str, Any]):
         checkpoints = check_checkpoints(config, resolved)
     except ConfigError as raised:
         error = raised
-    import numpy as np
-
     if int(distributed.broadcast_from_primary(np.int32(error is not None))):
         raise error if error is not None else ConfigError("out", "process 0 rejected the run directory (see its error)")
     return checkpoints
