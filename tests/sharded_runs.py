@@ -21,9 +21,9 @@ import jax
 import numpy as np
 
 from shapo_jax import cli
-from shapo_jax.checkpoint import Checkpoints, host_copy
-from shapo_jax.config import TrainConfig
-from shapo_jax.train import make_trainer, seed_keys
+from shapo_jax.checkpoint import host_copy
+from shapo_jax.evaluate import load_config, load_state
+from shapo_jax.train import make_trainer
 
 # PointHazard (pure JAX, so the compiled programs differ only in reduction order), 4 updates.
 STEPS_PER_UPDATE = 16 * 32
@@ -43,12 +43,11 @@ def train(out: str, num_seeds: int, num_devices: int, total_steps: int = TOTAL_S
 
 
 def final_state(out: str, num_seeds: int) -> dict:
-    """The last checkpoint's state as a flat dict of NumPy leaves."""
-    config = TrainConfig(env="PointHazard", num_envs=16, unroll_length=32, num_minibatches=4, update_epochs=2,
-                         num_seeds=num_seeds, total_steps=TOTAL_STEPS)
-    trainer = make_trainer(config)
-    abstract = jax.eval_shape(jax.vmap(trainer.init), seed_keys(0, num_seeds))
-    return host_copy(Checkpoints(out).restore(TOTAL_STEPS, abstract).state)
+    """The run's final checkpoint (as ``shapo-eval`` loads it) as a flat dict of NumPy leaves."""
+    trainer = make_trainer(load_config(out))
+    assert trainer.config.num_seeds == num_seeds
+    state, _ = load_state(out, trainer, TOTAL_STEPS)
+    return host_copy(state)
 
 
 def difference(a: dict, b: dict) -> dict:
