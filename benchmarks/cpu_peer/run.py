@@ -14,6 +14,13 @@ Single env, then Safety-Gymnasium's vector env (``safety_gymnasium.vector.make``
 synchronous (one process) and asynchronous (one subprocess per env). No policy, no learning.
 With ``--compare FILE`` (a throughput.py JSON from the same machine), the JSON also holds the
 ratio of our MJX env-only and training steps/s to these.
+
+``--navigation TASK`` times one navigation task instead (SG id ``TASK-v0``, single env, the same
+loop) and writes one JSON object (``--json -``: one line on stdout); ``env_throughput.py --suite
+navigation`` runs it as a subprocess right after timing our env for that task:
+
+  benchmarks/cpu_peer/.venv/bin/python benchmarks/cpu_peer/run.py --navigation SafetyPointGoal1 \\
+      --steps 2000 --warmup 100 --repeats 1 --seed 0 --json -
 """
 
 from __future__ import annotations
@@ -93,6 +100,38 @@ def vector_env(env_id, num_envs, asynchronous, steps, warmup, repeats, seed):
             "steps_per_s_runs": [round(r, 1) for r in rates], "steps_per_s": statistics.median(rates)}
 
 
+def machine():
+    return {"platform": "cpu", "cpu_model": cpu_model(), "host_cpus": os.cpu_count(), "machine": platform.machine()}
+
+
+def sg_versions():
+    return {p: _version(p) for p in ("safety-gymnasium", "gymnasium", "mujoco", "numpy")} | {"python": platform.python_version()}
+
+
+def navigation(task, steps, warmup, repeats, seed):
+    """One navigation task, single env: the figure our MJX port is compared against per task."""
+    env_id = task if task.endswith("-v0") else f"{task}-v0"
+    start = time.perf_counter()
+    row = single_env(env_id, steps, warmup, repeats, seed)
+    return {"benchmark": "cpu_peer_navigation", "task": env_id[:-3], "env_id": env_id,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": machine(), "versions": sg_versions(),
+            "actions": "uniform random (action_space.sample())", "reset": "on terminated or truncated",
+            "warmup": warmup, "seed": seed, **row, "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def write_report(report, path):
+    """``-``: one line on stdout (a parent process reads the last line); else a file."""
+    if path == "-":
+        print(json.dumps(report), flush=True)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env-id", default="SafetyHopperVelocity-v1")
@@ -102,15 +141,24 @@ def main(argv=None):
     p.add_argument("--vector-envs", type=int, nargs="*", default=[2, 4], help="vector env sizes (sync and async)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", default=None, help="a throughput.py JSON from the same machine")
-    p.add_argument("--out", required=True)
+    p.add_argument("--navigation", metavar="TASK", default=None,
+                   help="time one navigation task single env (e.g. SafetyPointGoal1 -> SafetyPointGoal1-v0); needs --json")
+    p.add_argument("--json", default=None, metavar="PATH", help="with --navigation: JSON file, or - for one line on stdout")
+    p.add_argument("--out", default=None, help="JSON file of the locomotion run (required without --navigation)")
     args = p.parse_args(argv)
+    if args.navigation:
+        if not args.json:
+            p.error("--navigation needs --json PATH (or --json -)")
+        write_report(navigation(args.navigation, args.steps, args.warmup, args.repeats, args.seed), args.json)
+        return 0
+    if not args.out:
+        p.error("--out is required (or --navigation TASK --json PATH)")
 
     report = {
         "benchmark": "cpu_peer",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": {"platform": "cpu", "cpu_model": cpu_model(), "host_cpus": os.cpu_count(), "machine": platform.machine()},
-        "versions": {p: _version(p) for p in ("safety-gymnasium", "gymnasium", "mujoco", "numpy")}
-        | {"python": platform.python_version()},
+        "device": machine(),
+        "versions": sg_versions(),
         "env_id": args.env_id,
         "actions": "uniform random (action_space.sample())",
         "results": [],
@@ -150,11 +198,7 @@ def main(argv=None):
               f"{c['mjx_env_only_vs_single_env']:.2f}x single env, {c['mjx_env_only_vs_best_cpu']:.2f}x best CPU stepping; "
               f"PPO-Lag training {c['ppo_lag_training_steps_per_s']:,.0f} steps/s = "
               f"{c['ppo_lag_training_vs_best_cpu_stepping']:.2f}x best CPU stepping (no learning)", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
     return 0
 
 
