@@ -39,6 +39,33 @@ def describe_device(mesh=None) -> str:
     return f"{device.platform}:{device.device_kind} x{count}{hosts}"
 
 
+def nvidia_smi_sees_gpu(timeout: float = 10.0) -> bool:
+    """Whether ``nvidia-smi -L`` lists a GPU: the system has one, whatever JAX found."""
+    import shutil
+    import subprocess
+
+    program = shutil.which("nvidia-smi")
+    if program is None:
+        return False
+    try:
+        result = subprocess.run([program, "-L"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def gpu_warning(jax_platform: str, requested_platforms: Optional[str], gpu_visible) -> Optional[str]:
+    """One line when a GPU is there but JAX runs on the CPU (the CPU-only jaxlib installed);
+    None when JAX has an accelerator or the user asked for the CPU (``JAX_PLATFORMS=cpu``).
+
+    ``gpu_visible`` is called only when it matters (it runs ``nvidia-smi``).
+    """
+    if jax_platform != "cpu" or (requested_platforms or "").strip().lower() == "cpu" or not gpu_visible():
+        return None
+    return ("shapo-train: warning: nvidia-smi sees a GPU but JAX sees only a CPU (CPU-only jaxlib?); "
+            "for the GPU: pip install -e '.[cuda12]'")
+
+
 def _silent(*args, **kwargs) -> None:
     """``print`` for processes other than 0, which leave the talking to process 0."""
 
@@ -148,6 +175,9 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         raise ConfigError(error.field, str(error)) from None
     trainer = make_trainer(config)
     device = describe_device(mesh)
+    warning = gpu_warning(jax.default_backend(), os.environ.get("JAX_PLATFORMS"), nvidia_smi_sees_gpu)
+    if warning is not None and primary:
+        print(warning, file=sys.stderr, flush=True)
     if out is not None and primary:
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, "config.json"),

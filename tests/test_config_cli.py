@@ -260,3 +260,40 @@ def test_cli_same_seed_same_result_other_seed_differs(train_runs):
     # Every logged metric (no wall-clock columns in the CSV) is reproduced exactly.
     with open(train_runs["a"][1] / "metrics.csv") as f1, open(train_runs["b"][1] / "metrics.csv") as f2:
         assert f1.read() == f2.read()
+
+
+# ----------------------------------------------------------------------------------------
+# The GPU hint: a GPU the system sees (nvidia-smi) but JAX does not (CPU-only jaxlib).
+# ----------------------------------------------------------------------------------------
+
+def fake_nvidia_smi(folder, output: str, code: int = 0) -> str:
+    """An ``nvidia-smi`` in ``folder`` printing ``output``; returns a PATH with only it."""
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\necho '{output}'\nexit {code}\n")
+    script.chmod(0o755)
+    return str(folder)
+
+
+def test_nvidia_smi_sees_gpu_runs_it(tmp_path, monkeypatch):
+    from shapo_jax.cli import nvidia_smi_sees_gpu
+
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, "GPU 0: NVIDIA H200 (UUID: GPU-1234)"))
+    assert nvidia_smi_sees_gpu()
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, "NVIDIA-SMI has failed: no driver", code=9))
+    assert not nvidia_smi_sees_gpu()
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert not nvidia_smi_sees_gpu()
+
+
+def test_gpu_warning_only_when_jax_misses_a_visible_gpu():
+    from shapo_jax.cli import gpu_warning
+
+    def never():
+        raise AssertionError("nvidia-smi must not run when the answer is known without it")
+
+    warning = gpu_warning("cpu", None, lambda: True)
+    assert warning is not None and "\n" not in warning and "[cuda12]" in warning and "nvidia-smi" in warning
+    assert gpu_warning("cpu", "", lambda: True) == warning
+    assert gpu_warning("cpu", None, lambda: False) is None
+    assert gpu_warning("gpu", None, never) is None  # JAX has the GPU
+    assert gpu_warning("cpu", "cpu", never) is None  # the user asked for the CPU
