@@ -8,6 +8,14 @@ Compile time (trace + lower + XLA compile) is reported apart from run time; ever
 in ``jax.block_until_ready``. The first run after compiling is timed apart too (``first_run_s``)
 and the steady-state rate is the median of the ``--repeats`` runs after it.
 
+Navigation tasks are also stepped in Safety-Gymnasium 1.0.0 itself, side by side in the same
+run: right after our sizes of a task are timed, ``cpu_peer/run.py --navigation TASK`` runs in
+SG's own venv (``--sg-python``; single env, ``action_space.sample()`` actions, reset on
+terminated/truncated, ``--sg-steps`` timed after a warm-up), so a shared CPU loads both alike.
+Each row of such a task gets ``sg_steps_per_s`` and ``ratio_vs_sg`` (our env-only steps/s at
+that batch size / SG's single-env steps/s; SG's timing includes its resets, one per 1000-step
+episode, ours has none); ``sg`` holds SG's own records. ``--no-sg`` skips it.
+
   python benchmarks/env_throughput.py --quick --out benchmarks/results/env_throughput_cpu.json
   python benchmarks/env_throughput.py --suite navigation --num-envs 1 1024 --steps 4 --repeats 1 \
       --out benchmarks/results/env_throughput_navigation_cpu.json
@@ -16,25 +24,27 @@ and the steady-state rate is the median of the ``--repeats`` runs after it.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
-import platform
 import statistics
+import subprocess
 import sys
 import time
-from importlib import metadata
 
 import jax
 import jax.numpy as jp
 
 import shapo_envs
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import header  # noqa: E402
 
-def _version(pkg: str) -> str | None:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
+SG_PYTHON = os.path.join(HERE, "cpu_peer", ".venv", "bin", "python")
+SG_RUN = os.path.join(HERE, "cpu_peer", "run.py")
+SG_WARMUP = 100  # untimed SG steps before the timed ones
+SG_TIMEOUT_S = 600
 
 
 def _timed(fn, *args):
@@ -90,7 +100,58 @@ def bench(env, reset_c, num_envs: int, steps: int, actions: str, repeats: int, s
     }
 
 
-def main(argv=None) -> int:
+def physics_impl_supported() -> bool:
+    """Whether ``make_env`` takes ``physics_impl`` (MJX's jax or warp), by its signature or the navigation env's.
+
+    ``make_env`` forwards keyword arguments to the task's factory, so its own signature may not
+    name it; the flag is offered only when one of them does.
+    """
+    if "physics_impl" in inspect.signature(shapo_envs.make_env).parameters:
+        return True
+    from shapo_envs.navigation.env import NavigationEnv
+
+    return "physics_impl" in inspect.signature(NavigationEnv.__init__).parameters
+
+
+def run_sg(python: str, task: str, steps: int, seed: int, warmup: int = SG_WARMUP) -> dict:
+    """SG's single-env steps/s of ``task``, from ``cpu_peer/run.py --navigation`` in SG's own venv.
+
+    Its JSON is the last line of its stdout; a failure becomes ``{"error": ...}`` so one broken
+    task does not lose the rest of the run.
+    """
+    cmd = [python, SG_RUN, "--navigation", task, "--steps", str(steps), "--warmup", str(warmup),
+           "--repeats", "1", "--seed", str(seed), "--json", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SG_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {done.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def sg_ratios(rows: list[dict], sg: dict) -> dict:
+    """Adds ``sg_steps_per_s`` and ``ratio_vs_sg`` (ours / SG single env) to ``rows``; the per-task summary."""
+    sg_rate = sg.get("steps_per_s")
+    ratios = {}
+    for row in rows:
+        row["sg_steps_per_s"] = sg_rate
+        row["ratio_vs_sg"] = row["steps_per_s"] / sg_rate if sg_rate else None
+        ratios[str(row["num_envs"])] = row["ratio_vs_sg"]
+    return {"sg_steps_per_s": sg_rate, "ratio_vs_sg": ratios, "run": sg}
+
+
+def sg_line(name: str, sg: dict) -> str:
+    if sg["sg_steps_per_s"] is None:
+        return f"{name:28s} Safety-Gymnasium: {sg['run'].get('error')}"
+    ratios = "  ".join(f"x{n}: {r:.2f}x" for n, r in sg["ratio_vs_sg"].items())
+    return f"{name:28s} Safety-Gymnasium single env {sg['sg_steps_per_s']:8.0f} steps/s; ours / SG  {ratios}"
+
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=None, help="task names (default: every registered MJX task of --suite)")
     p.add_argument("--suite", choices=("all", "navigation", "locomotion"), default="all",
@@ -102,42 +163,85 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="num_envs 1 and 128, 100 steps, 3 repeats (CPU smoke)")
     p.add_argument("--out", required=True, help="JSON file to write")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.num_envs, args.steps, args.repeats = [1, 128], 100, 3
+    p.add_argument("--sg-python", default=SG_PYTHON,
+                   help="python of the Safety-Gymnasium venv that steps the navigation tasks natively (made by cpu_peer/setup.sh)")
+    p.add_argument("--sg-steps", type=int, default=2000,
+                   help="timed SG steps per navigation task (2000 = two 1000-step episodes, so SG's resets are in the timing)")
+    p.add_argument("--no-sg", action="store_true", help="do not step Safety-Gymnasium")
+    if physics_impl_supported():
+        p.add_argument("--physics-impl", choices=("jax", "warp"), default=None,
+                       help="MJX implementation passed to make_env (default: the env's own)")
+    return p
 
+
+def task_names(args) -> list[str]:
     from shapo_envs.navigation import NAMES as NAVIGATION
 
-    names = args.envs or {"all": shapo_envs.list_envs(), "navigation": list(NAVIGATION),
-                          "locomotion": [n for n in shapo_envs.list_envs() if n not in NAVIGATION]}[args.suite]
-    envs = {n: shapo_envs.make_env(n) for n in names}
+    return args.envs or {"all": shapo_envs.list_envs(), "navigation": list(NAVIGATION),
+                         "locomotion": [n for n in shapo_envs.list_envs() if n not in NAVIGATION]}[args.suite]
+
+
+def check_sg_python(args, names: list[str]) -> None:
+    """Fails in one line, before anything compiles, when navigation tasks need an SG venv that is absent."""
+    from shapo_envs.navigation import NAMES as NAVIGATION
+
+    if args.no_sg or not set(names) & set(NAVIGATION) or os.path.exists(args.sg_python):
+        return
+    raise SystemExit(f"env_throughput.py: no Safety-Gymnasium python at {args.sg_python}; "
+                     f"run `bash benchmarks/cpu_peer/setup.sh` first, or pass --no-sg")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.num_envs, args.steps, args.repeats = [1, 128], 100, 3
+    from shapo_envs.navigation import NAMES as NAVIGATION
+
+    names = task_names(args)
+    check_sg_python(args, names)
+    physics_impl = getattr(args, "physics_impl", None)
+    kwargs = {} if physics_impl is None else {"physics_impl": physics_impl}
+    envs = {n: shapo_envs.make_env(n, **kwargs) for n in names}
     if args.envs is None:  # only the MJX tasks
         envs = {n: e for n, e in envs.items() if e.backend == "mjx"}
 
-    dev = jax.devices()[0]
+    sg_on = not args.no_sg and bool(set(envs) & set(NAVIGATION))
     report = {
-        "device": {"platform": dev.platform, "device_kind": dev.device_kind, "num_devices": jax.device_count(),
-                   "host_cpus": os.cpu_count(), "machine": platform.machine()},
-        "versions": {p: _version(p) for p in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "brax")}
-        | {"python": platform.python_version()},
+        **header(),
+        "benchmark": "env_throughput",
         "config": {"steps": args.steps, "num_envs": args.num_envs, "actions": args.actions,
-                   "repeats": args.repeats, "seed": args.seed, "auto_reset": False},
+                   "repeats": args.repeats, "seed": args.seed, "auto_reset": False, "physics_impl": physics_impl,
+                   "sg": {"python": args.sg_python, "steps": args.sg_steps, "warmup": SG_WARMUP, "num_envs": 1,
+                          "ratio_vs_sg": "our env-only steps/s at that num_envs / SG single-env steps/s, "
+                                         "SG timed right after ours on the same machine"} if sg_on else None},
         "results": [],
     }
+    if sg_on:
+        report["sg"] = {}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+
+    def save():  # rewritten after each row: partial results survive
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
     for name, env in envs.items():
         t = time.perf_counter()
         reset_c = jax.jit(env.reset).lower(jax.random.PRNGKey(0)).compile()
         reset_compile_s = round(time.perf_counter() - t, 3)
+        rows = []
         for n in args.num_envs:
             row = {"env": name, "reset_compile_s": reset_compile_s,
                    **bench(env, reset_c, n, args.steps, args.actions, args.repeats, args.seed)}
+            rows.append(row)
             report["results"].append(row)
             print(f"{name:28s} num_envs={n:5d}  {row['steps_per_s']:10.0f} steps/s  "
                   f"compile {row['compile_s']:6.1f}s (reset {row['reset_compile_s']:.1f}s)  "
                   f"run {row['run_s']}s", flush=True)
-            with open(args.out, "w") as f:  # rewritten after each row: partial results survive
-                json.dump(report, f, indent=2)
+            save()
+        if sg_on and name in NAVIGATION:  # right after ours, so both see the same load
+            report["sg"][name] = sg_ratios(rows, run_sg(args.sg_python, name, args.sg_steps, args.seed))
+            print(sg_line(name, report["sg"][name]), flush=True)
+            save()
     return 0
 
 
