@@ -20,8 +20,10 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CHECKPOINTS = "checkpoints"
+POLICY_FILE = "policy.npz"  # every finished run's actor and observation statistics, for shapo-eval
 COMMIT_FILE = "commit_success.txt"  # orbax writes it just before the atomic rename
 # Flags that may change between a run and its resume: where and how it reports, how it
 # checkpoints, and how long it trains (total_steps may grow).
@@ -37,6 +39,23 @@ class Restored(NamedTuple):
     update: int  # updates done
     state: Any  # the vmapped TrainState
     metrics: Optional[dict]  # the metrics of that update (None when not asked for)
+
+
+class Policy(NamedTuple):
+    """What acting needs of a ``TrainState`` (stacked over seeds): small, no env states."""
+
+    actor_params: Any
+    normalizer: Any
+
+
+class SavedPolicy(NamedTuple):
+    step: int  # env steps per seed
+    update: int
+    policy: Policy
+
+
+def policy_of(state) -> Policy:
+    return Policy(state.actor_params, state.normalizer)
 
 
 def checkpoint_dir(out: str) -> str:
@@ -181,6 +200,40 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def save_policy(out: str, step: int, update: int, host_policy: dict[str, Any]) -> str:
+    """Writes ``host_copy(policy_of(state))`` to ``OUT/policy.npz`` atomically (a temporary
+    file, synced, then renamed), so a reader finds the old policy or the whole new one."""
+    path = os.path.join(out, POLICY_FILE)
+    arrays = {name: np.asarray(value) for name, value in host_policy.items() if value is not None}
+    arrays.update({"meta.step": np.int64(step), "meta.update": np.int64(update)})
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def load_policy(out: str, abstract_policy: Policy) -> Optional[SavedPolicy]:
+    """``OUT/policy.npz`` in the structure of ``abstract_policy`` (None if there is none);
+    a file that does not fit the structure raises ``ValueError``."""
+    path = os.path.join(out, POLICY_FILE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    expected = {name for name, x in jax.eval_shape(_saveable, abstract_policy).items() if x is not None}
+    missing = sorted(expected - set(arrays))
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing[:3])}")
+    for name, target in jax.eval_shape(_saveable, abstract_policy).items():
+        if target is not None and arrays[name].shape != target.shape:
+            raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, the run's config needs {target.shape}")
+    policy = _unsaveable(abstract_policy, arrays)
+    return SavedPolicy(int(arrays["meta.step"]), int(arrays["meta.update"]), policy)
 
 
 def incompatible_settings(saved: dict, current: dict, fields: list[dataclasses.Field]) -> list[str]:

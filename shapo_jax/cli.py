@@ -115,22 +115,27 @@ def resolved_config(config, cost_limit: float, episode_length: int) -> dict[str,
 def check_checkpoints(config, resolved: dict[str, Any]):
     """Before compiling: the checkpoints to resume from or to write (None: no checkpointing).
 
-    A fresh run never overwrites another run's checkpoints; a resume must use the same
-    training flags. Raises ``ConfigError`` naming the flag.
+    A fresh run never overwrites checkpoints that ``--resume`` could continue (with or
+    without ``--checkpoint-every``); a resume must use the same training flags. Raises
+    ``ConfigError`` naming the flag.
     """
-    from shapo_jax.checkpoint import Checkpoints, incompatible_settings
+    from shapo_jax.checkpoint import Checkpoints, checkpoint_dir, incompatible_settings
     from shapo_jax.config import ConfigError, TrainConfig
     from shapo_jax.distributed import is_primary
 
-    if config.out is None or (config.checkpoint_every == 0 and not config.resume):
-        return None
-    if not is_primary():
+    if config.out is None or not is_primary():
         return None  # process 0 checks, reads and writes checkpoints for everyone
+    if not config.resume and os.path.isdir(checkpoint_dir(config.out)):
+        earlier = Checkpoints(config.out)
+        steps = earlier.steps()
+        earlier.close()
+        if steps:
+            raise ConfigError("out", f"{earlier.directory} holds checkpoints of an earlier run (latest: step "
+                                     f"{steps[-1]}); pass --resume to continue it, or use another --out")
+    if config.checkpoint_every == 0 and not config.resume:
+        return None
     checkpoints = Checkpoints(config.out, keep=config.keep_checkpoints, create=True)
     steps = checkpoints.steps()
-    if steps and not config.resume:
-        raise ConfigError("out", f"{checkpoints.directory} holds checkpoints of an earlier run (latest: step "
-                                 f"{steps[-1]}); pass --resume to continue it, or use another --out")
     config_path = os.path.join(config.out, "config.json")
     if steps and os.path.exists(config_path):
         with open(config_path) as f:
@@ -160,7 +165,8 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
 
     from shapo_jax import distributed
     from shapo_jax.config import ConfigError, apply_preset
-    from shapo_jax.reporting import Reporter, truncate_metrics, write_json
+    from shapo_jax.checkpoint import host_copy, policy_of, save_policy
+    from shapo_jax.reporting import Reporter, clear_earlier_run, truncate_metrics, write_json
     from shapo_jax.train import make_trainer, resolve_task, seed_keys
 
     primary = distributed.is_primary()
@@ -178,8 +184,11 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     warning = gpu_warning(jax.default_backend(), os.environ.get("JAX_PLATFORMS"), nvidia_smi_sees_gpu)
     if warning is not None and primary:
         print(warning, file=sys.stderr, flush=True)
+    resuming = config.resume and checkpoints is not None and bool(checkpoints.steps())
     if out is not None and primary:
         os.makedirs(out, exist_ok=True)
+        if not resuming and clear_earlier_run(out) and not config.resume:
+            say(f"shapo-train: {out} holds an earlier run; starting afresh and replacing its files", flush=True)
         write_json(os.path.join(out, "config.json"),
                    {**resolved, "device": device, "mesh": dict(mesh.shape), "versions": versions(),
                     "compilation_cache_dir": cache_dir})
@@ -222,7 +231,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
                         out if primary else None, config.progress and primary, append=restored is not None,
                         purge_step=None if restored is None else restored.step + 1)
     start = time.perf_counter()
-    final, updates_run = _train_loop(config, update, state, first_update, reporter, checkpoints, final)
+    final, updates_run, state = _train_loop(config, update, state, first_update, reporter, checkpoints, final)
     train_seconds = time.perf_counter() - start
     reporter.close()
     if checkpoints is not None:
@@ -251,9 +260,13 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         "num_processes": jax.process_count(),
         "mesh": dict(mesh.shape),
     }
+    bad = np.flatnonzero(failed >= 0)
+    if not bad.size and out is not None:  # the final policy, for shapo-eval (every process gathers, process 0 writes)
+        host_policy = host_copy(policy_of(state))
+        if out is not None and primary:
+            save_policy(out, config.num_updates * config.steps_per_update, config.num_updates, host_policy)
     if out is not None and primary:
         write_json(os.path.join(out, "summary.json"), summary)
-    bad = np.flatnonzero(failed >= 0)
     if bad.size:
         seed = int(bad[0])
         kept = "; the last checkpoint before it was kept" if config.checkpoint_every else ""
@@ -309,7 +322,8 @@ def _restore_latest(checkpoints, abstract_state, abstract_metrics, state_shardin
 
 
 def _train_loop(config, update, state, first_update: int, reporter, checkpoints, final):
-    """Runs the updates after ``first_update``; returns the last logged metrics and how many ran.
+    """Runs the updates after ``first_update``; returns the last logged metrics, how many ran,
+    and the last state.
 
     Metrics are logged one update behind (the next update is already dispatched), except on
     a checkpoint update: its row is written before its checkpoint, so a resume never misses
@@ -337,20 +351,20 @@ def _train_loop(config, update, state, first_update: int, reporter, checkpoints,
         state, metrics = update(state)
         updates_run += 1
         if pending is not None and not log(pending):
-            return final, updates_run
+            return final, updates_run, state
         pending = metrics
         step = number * config.steps_per_update
         if config.checkpoint_every and (step % config.checkpoint_every == 0 or number == config.num_updates):
             pending = None
             if not log(metrics):
-                return final, updates_run
+                return final, updates_run, state
             host_state = host_copy(state)  # every process gathers; process 0 saves
             if checkpoints is not None:
                 checkpoints.save(step, number, host_state, host_copy(final))
     if pending is not None:
         log(pending)
     jax.block_until_ready(state)
-    return final, updates_run
+    return final, updates_run, state
 
 
 def _join_distributed(config) -> None:

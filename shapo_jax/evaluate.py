@@ -1,7 +1,8 @@
 """``shapo-eval``: return and cost of a saved policy, per seed, deterministic and stochastic.
 
-Loads ``config.json`` and a checkpoint of a ``shapo-train --checkpoint-every`` run, rebuilds
-the task and the actor, and runs K episodes per seed (all seeds and episodes vmapped, one
+Loads ``config.json`` and the final policy (``policy.npz``, saved by every finished
+``shapo-train`` run) or a checkpoint (``--checkpoint-every``), rebuilds the task and the
+actor, and runs K episodes per seed (all seeds and episodes vmapped, one
 compiled ``lax.scan`` of episode-length steps) with the checkpoint's observation
 normaliser: once with the mean action, once sampling. ``--video`` renders one episode of
 seed 0 (mean action) with MuJoCo's offscreen renderer.
@@ -65,6 +66,39 @@ def load_state(run_dir: str, trainer, step: Optional[int]):
     return restored.state, restored.step
 
 
+def load_policy(run_dir: str, trainer, step: Optional[int]):
+    """The vmapped actor and observation statistics to evaluate, and their step.
+
+    The run's final ``policy.npz`` or a checkpoint (``step``, or the newest of both; the
+    small policy file when they hold the same step)."""
+    import jax
+
+    from shapo_jax.checkpoint import POLICY_FILE, Checkpoints, checkpoint_dir, load_policy as read_policy, policy_of
+    from shapo_jax.train import seed_keys
+
+    config = trainer.config
+    abstract = policy_of(jax.eval_shape(jax.vmap(trainer.init), seed_keys(config.seed, config.num_seeds)))
+    try:
+        final = read_policy(run_dir, abstract)
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign file: say which, in one line
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EvalError(f"{os.path.join(run_dir, POLICY_FILE)} cannot be read: {message}") from None
+    steps = Checkpoints(run_dir).steps() if os.path.isdir(checkpoint_dir(run_dir)) else []
+    final_steps = [final.step] if final is not None else []
+    if not steps and not final_steps:
+        raise EvalError(f"{run_dir} holds neither {POLICY_FILE} nor a checkpoint: a run saves its policy when it "
+                        f"finishes (and with --checkpoint-every N during the run)")
+    if step is None:
+        step = max(steps + final_steps)
+    if step in final_steps:
+        return final.policy, final.step
+    if step not in steps:
+        saved = sorted(set(steps + final_steps))
+        raise EvalError(f"--step {step}: no such checkpoint; saved steps: {', '.join(map(str, saved))}")
+    states, step = load_state(run_dir, trainer, step)
+    return policy_of(states), step
+
+
 def make_policy(trainer):
     """``policy(state, observation, key, deterministic) -> action`` of one seed, clipped as in training."""
     import jax.numpy as jnp
@@ -116,7 +150,7 @@ def evaluate_run(run_dir: str, num_episodes: int = 10, step: Optional[int] = Non
     from shapo_jax.train import make_trainer
 
     trainer = make_trainer(load_config(run_dir))
-    states, step = load_state(run_dir, trainer, step)
+    states, step = load_policy(run_dir, trainer, step)
     evaluate = make_evaluate(trainer, num_episodes)
     keys = jax.random.split(jax.random.PRNGKey(seed), trainer.config.num_seeds)
     report: dict[str, Any] = {
@@ -148,7 +182,7 @@ def render_episode(run_dir: str, path: str, step: Optional[int] = None, seed: in
     if system is None:
         raise EvalError(f"{trainer.config.env} is a pure-JAX task without a MuJoCo model: it has no renderer")
     _renderer_check(system, height, width)
-    states, step = load_state(run_dir, trainer, step)
+    states, step = load_policy(run_dir, trainer, step)
     state = jax.tree.map(lambda x: x[0], states)
     policy = make_policy(trainer)
 
@@ -207,9 +241,10 @@ def write_video(path: str, frames, fps: int) -> str:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="shapo-eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="the --out DIR of a shapo-train run with checkpoints")
+    parser.add_argument("--run", required=True, help="the --out DIR of a shapo-train run (its final policy.npz, or checkpoints)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (env steps per seed; default: latest)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="env steps per seed of a checkpoint or of the final policy (default: the latest)")
     parser.add_argument("--seed", type=int, default=0, help="key for the evaluation episodes")
     parser.add_argument("--json", default=None, help="where to write the report (default RUN/eval_<step>.json)")
     parser.add_argument("--video", default=None, help="render one episode of seed 0 (mean action) to FILE.mp4 or .gif")

@@ -138,6 +138,32 @@ def truncate_metrics(out_dir: str, last_update: int) -> None:
     os.replace(temporary, path)
 
 
+# What a run writes besides config.json (replaced atomically) and its checkpoints.
+RUN_OUTPUTS = ("metrics.csv", "summary.json", "policy.npz")
+
+
+def clear_earlier_run(out_dir: str) -> bool:
+    """Removes an earlier run's outputs from ``out_dir``, so that a new run's files never mix
+    with them (a crash before its summary leaves no stale summary or policy beside the new
+    config.json); returns whether there was an earlier run. Checkpoints are not touched:
+    the caller refuses a directory whose checkpoints ``--resume`` could continue."""
+    import glob
+    import shutil
+
+    earlier = os.path.exists(os.path.join(out_dir, "config.json"))
+    paths = [os.path.join(out_dir, name) for name in RUN_OUTPUTS]
+    paths += glob.glob(os.path.join(out_dir, "eval_*.json")) + glob.glob(os.path.join(out_dir, "*.tmp"))
+    for path in paths:
+        if os.path.isfile(path):
+            earlier = True
+            os.remove(path)
+    tensorboard = os.path.join(out_dir, "tensorboard")
+    if os.path.isdir(tensorboard):
+        earlier = True
+        shutil.rmtree(tensorboard)
+    return earlier
+
+
 def write_json(path: str, data: dict[str, Any]) -> None:
     """Writes JSON atomically (temp file, then rename), with NaN/inf as null."""
 

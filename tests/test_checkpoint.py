@@ -197,3 +197,27 @@ def test_nan_stops_at_the_failed_update_and_keeps_the_last_good_checkpoint(runs)
     rows = read_rows(out)  # stopped at update 2 of 8; its rows (non-finite) are left out
     assert [(int(r["update"]), int(r["seed"])) for r in rows] == [(1, 0), (1, 1)]
     assert read_json(out / "summary.json")["failed_update"] == [2, 2]
+
+
+def test_a_run_without_checkpoint_flags_also_refuses_a_dir_with_checkpoints(finished_run, capsys):
+    """Only checkpoints that --resume could continue stop a fresh run; other earlier files
+    are replaced (tests/test_evaluate.py)."""
+    argv = small_args(total_steps=256) + ["--out", str(finished_run[0])]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("shapo-train: error: --out:") and "pass --resume" in lines[0]
+
+
+def test_a_finished_run_saves_its_final_policy_beside_its_checkpoints(finished_run):
+    from shapo_jax.checkpoint import load_policy, policy_of
+
+    out = finished_run[0]
+    config = small_config(out)
+    trainer = make_trainer(config)
+    abstract = jax.eval_shape(jax.vmap(trainer.init), seed_keys(config.seed, config.num_seeds))
+    saved = load_policy(str(out), policy_of(abstract))
+    assert (saved.step, saved.update) == (config.total_steps, 4)
+    last = final_state(out, config)
+    for a, b in zip(jax.tree.leaves(saved.policy), jax.tree.leaves(policy_of(last))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert load_policy(str(out / "checkpoints"), policy_of(abstract)) is None  # no file: None

@@ -15,16 +15,33 @@ RUN_ARGS = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", 
             "--checkpoint-every", "128", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    """A 2-update, 2-seed run with checkpoints at steps 128 and 256 (subprocess: XLA at
-    optimisation level 0, and the session's shared compilation cache)."""
-    out = tmp_path_factory.mktemp("eval") / "run"
+def train(tmp_path_factory, out, args=RUN_ARGS):
+    """shapo-train in a subprocess: XLA at optimisation level 0, and the session's shared
+    compilation cache (every run here has the same shapes: one compile)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg_cache"),
            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
-    result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *RUN_ARGS, "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *args, "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A 2-update, 2-seed run with checkpoints at steps 128 and 256."""
+    out = tmp_path_factory.mktemp("eval") / "run"
+    train(tmp_path_factory, out)
+    return out
+
+
+# The same run without --checkpoint-every: only its final policy is saved.
+PLAIN_ARGS = RUN_ARGS[:RUN_ARGS.index("--checkpoint-every")] + ["--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory, saved_run):
+    out = tmp_path_factory.mktemp("eval") / "plain"
+    train(tmp_path_factory, out, PLAIN_ARGS)
     return out
 
 
@@ -59,3 +76,54 @@ def test_eval_errors_are_one_line(saved_run, tmp_path, capsys):
     assert evaluate.main(["--run", str(saved_run), "--episodes", "1", "--json", str(tmp_path / "r.json"),
                           "--video", str(tmp_path / "v.mp4")]) == 2
     assert "no renderer" in capsys.readouterr().err  # PointHazard is pure JAX
+
+
+def test_every_run_saves_its_final_policy_for_shapo_eval(plain_run, saved_run, capsys):
+    """Without --checkpoint-every, shapo-eval runs on the final policy.npz: the actor and the
+    observation statistics of the final state, equal to the final checkpoint's."""
+    import jax
+    import numpy as np
+
+    from shapo_jax.checkpoint import POLICY_FILE, policy_of
+    from shapo_jax.train import make_trainer
+
+    assert not (plain_run / "checkpoints").exists()
+    assert os.path.getsize(plain_run / POLICY_FILE) < 100_000  # small: no env states, no optimizer
+    assert evaluate.main(["--run", str(plain_run), "--episodes", "2"]) == 0
+    assert "step 256" in capsys.readouterr().out
+    with open(plain_run / "eval_256.json") as f:
+        assert len(json.load(f)["deterministic"]["episode_return"]) == 2
+
+    trainer = make_trainer(evaluate.load_config(str(saved_run)))
+    policy, step = evaluate.load_policy(str(saved_run), trainer, None)  # policy.npz and checkpoint 256
+    states, _ = evaluate.load_state(str(saved_run), trainer, 256)
+    assert step == 256 and isinstance(policy.normalizer.mean, np.ndarray)  # read from policy.npz
+    for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(policy_of(states))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    same_run = [np.load(d / POLICY_FILE) for d in (saved_run, plain_run)]  # same flags and seed
+    for name in same_run[0].files:
+        np.testing.assert_array_equal(same_run[0][name], same_run[1][name])
+
+
+def test_the_same_command_again_starts_afresh_and_replaces_the_files(plain_run, tmp_path_factory):
+    events_before = os.listdir(plain_run / "tensorboard")
+    (plain_run / "eval_1.json").write_text("{}")
+    result = train(tmp_path_factory, plain_run, PLAIN_ARGS)
+    lines = [line for line in result.stdout.splitlines() if "earlier run" in line]
+    assert len(lines) == 1 and "starting afresh" in lines[0] and str(plain_run) in lines[0]
+    assert not (plain_run / "eval_1.json").exists()  # the earlier run's evaluations are gone
+    assert len(os.listdir(plain_run / "tensorboard")) == 1 and os.listdir(plain_run / "tensorboard") != events_before
+    with open(plain_run / "metrics.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 2 * 2  # this run's rows only
+    assert not [name for name in os.listdir(plain_run) if name.endswith(".tmp")]
+
+
+def test_eval_of_a_run_without_policy_nor_checkpoint(saved_run, tmp_path, capsys):
+    (tmp_path / "config.json").write_bytes((saved_run / "config.json").read_bytes())  # a run killed early
+    assert evaluate.main(["--run", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "policy.npz" in error and "--checkpoint-every" in error
+    (tmp_path / "policy.npz").write_bytes(b"not a zip file")
+    assert evaluate.main(["--run", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "policy.npz cannot be read" in error
