@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Every GPU figure in one run of at most 8 minutes on one GPU; JSON under benchmarks/results/
+# named by device (*_gpu_<kind>.json, kind from JAX's device_kind, e.g. nvidia_h200):
+#   1. env_throughput.py: navigation env-only at 4096 envs, SafetyPointGoal1, SafetyPointButton1,
+#      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
+#   2. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
+#   3. throughput.py at 4096 envs (Fisher variant skipped)   4. scaling.py (1024 and 4096 envs,
+#      4 and 16 seeds x 256 envs)
+# plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
+# SCALE (default 1), capped by what is left of BUDGET_S (default 470 s); a part that fails or
+# times out is reported and the next one runs (the scripts write their JSON as they go, so
+# partial results survive). ONLY="paper_throughput scaling" runs just those parts, e.g. to
+# rerun one that timed out: ONLY=scaling SCALE=3 BUDGET_S=580 bash benchmarks/gpu.sh
+#
+#   bash benchmarks/gpu.sh             # on the GPU machine, from anywhere
+#   bash benchmarks/gpu.sh --dry-run   # print the commands, run nothing (no GPU needed)
+#   bash benchmarks/gpu.sh --tiny      # the same commands at tiny sizes on any device, into
+#                                      # OUT_DIR (default a new temp dir): checks the script on CPU
+#                                      # (SCALE 10 and BUDGET_S 7200 by default: CPU compiles are slow)
+# PYTHON overrides the interpreter (default .venv/bin/python).
+set -uo pipefail  # no -e: one failed part must not lose the others
+
+mode=run
+case "${1:-}" in
+  "") ;;
+  --dry-run) mode=dry ;;
+  --tiny) mode=tiny ;;
+  *) echo "usage: bash benchmarks/gpu.sh [--dry-run | --tiny]" >&2; exit 2 ;;
+esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+PY="${PYTHON:-.venv/bin/python}"
+if [ "$mode" = tiny ]; then BUDGET_S="${BUDGET_S:-7200}" SCALE="${SCALE:-10}"; fi
+BUDGET_S="${BUDGET_S:-470}"
+SCALE="${SCALE:-1}"
+ONLY="${ONLY:-}"
+NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
+SG_PY=benchmarks/cpu_peer/.venv/bin/python
+
+# --- the device -----------------------------------------------------------------------------
+if [ "$mode" = tiny ]; then
+  OUT="${OUT_DIR:-$(mktemp -d)}"
+  suffix="$("$PY" -c 'import jax; print(jax.devices()[0].platform)')_tiny"
+elif [ "$mode" = dry ]; then
+  OUT=benchmarks/results
+  suffix="gpu_KIND"
+  echo "timeout 120 $PY -c 'import jax; assert jax.devices()[0].platform == \"gpu\"'"
+else
+  OUT=benchmarks/results
+  kind="$(timeout 120 "$PY" -c '
+import re, sys
+import jax
+d = jax.devices()[0]
+if d.platform != "gpu":
+    sys.exit(f"gpu.sh: JAX sees no GPU (jax.devices(): {jax.devices()}); install jax[cuda12] in the venv, or use --dry-run / --tiny")
+print(re.sub(r"[^a-z0-9]+", "_", d.device_kind.lower()).strip("_"))
+')"
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    [ $rc -eq 124 ] && echo "gpu.sh: $PY did not list JAX's devices within 120 s" >&2
+    exit 1
+  fi
+  suffix="gpu_$kind"
+fi
+mkdir -p "$OUT"
+LOG="$OUT/gpu_sh_$suffix.log"
+
+# --- sizes: the measurement, or tiny ones that exercise the same commands --------------------
+if [ "$mode" = tiny ]; then
+  NAV_SIZES=(--num-envs 2 --steps 2 --repeats 1)
+  SG_STEPS=100
+  PAPER_SIZES=(--seeds 2 --updates 1 --num-envs 2 --unroll-length 8 --num-minibatches 2 --update-epochs 1)
+  THROUGHPUT_SIZES=(--num-envs 8 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --rounds 1)
+  SCALING_SIZES=(--num-envs 4 8 --seeds 1 2 --seed-envs 4 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --repeats 1)
+else
+  NAV_SIZES=(--num-envs 4096 --steps 100 --repeats 2)
+  SG_STEPS=1000
+  PAPER_SIZES=(--seeds 16 --updates 3)
+  THROUGHPUT_SIZES=(--num-envs 4096 --rounds 5 --skip fisher)
+  SCALING_SIZES=(--num-envs 1024 4096 --seeds 4 16 --seed-envs 256 --repeats 3)
+fi
+if [ -x "$SG_PY" ]; then SG_FLAGS=(--sg-python "$SG_PY" --sg-steps "$SG_STEPS"); else SG_FLAGS=(--no-sg); fi
+
+# --- running one part -------------------------------------------------------------------------
+summary=()
+part() {  # part NAME SECONDS COMMAND...: run under timeout, SECONDS x SCALE capped by what is left of BUDGET_S
+  local name=$1 secs=$(($2 * SCALE)); shift 2
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  local left=$((BUDGET_S - SECONDS))
+  [ "$secs" -gt "$left" ] && secs=$left
+  if [ "$mode" = dry ]; then
+    echo "timeout $secs $*"
+    return
+  fi
+  if [ "$secs" -lt 20 ]; then
+    summary+=("$name: skipped, ${left}s of the ${BUDGET_S}s budget left")
+    return
+  fi
+  echo "== $name (timeout ${secs}s): $*" | tee -a "$LOG"
+  local start=$SECONDS rc
+  timeout --kill-after=10 "$secs" "$@" 2>&1 | tee -a "$LOG"
+  rc=${PIPESTATUS[0]}
+  local took=$((SECONDS - start)) what="ok"
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && what="TIMED OUT"
+  [ "$rc" -ne 0 ] && [ "$what" = ok ] && what="FAILED (exit $rc)"
+  summary+=("$name: $what in ${took}s")
+}
+
+# nvidia-smi's view of the machine, next to the JSON
+if [ "$mode" = dry ]; then
+  echo "timeout 20 nvidia-smi > $OUT/nvidia_smi_$suffix.txt"
+elif command -v nvidia-smi > /dev/null; then
+  { timeout 20 nvidia-smi; echo;
+    timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv; } \
+    > "$OUT/nvidia_smi_$suffix.txt" 2>&1
+else
+  echo "no nvidia-smi on this machine" > "$OUT/nvidia_smi_$suffix.txt"
+fi
+
+# shellcheck disable=SC2086  # NAV_TASKS is a word list
+part navigation_jax 110 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" "${SG_FLAGS[@]}" \
+  --out "$OUT/env_throughput_navigation_$suffix.json"
+part paper_throughput 130 "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" \
+  --out "$OUT/paper_throughput_$suffix.json"
+part throughput 120 "$PY" benchmarks/throughput.py "${THROUGHPUT_SIZES[@]}" --out "$OUT/throughput_$suffix.json"
+part scaling 90 "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
+if "$PY" benchmarks/env_throughput.py --help 2> /dev/null | grep -q -- --physics-impl; then
+  # shellcheck disable=SC2086
+  part navigation_warp 90 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" --no-sg \
+    --physics-impl warp --out "$OUT/env_throughput_navigation_warp_$suffix.json"
+else
+  summary+=("navigation_warp: skipped, env_throughput.py has no --physics-impl (make_env takes no physics_impl)")
+fi
+
+if [ "$mode" = dry ]; then
+  for line in "${summary[@]}"; do echo "# $line"; done
+  exit 0
+fi
+echo "== gpu.sh done in ${SECONDS}s; files in $OUT" | tee -a "$LOG"
+for line in "${summary[@]}"; do echo "  $line"; done | tee -a "$LOG"
