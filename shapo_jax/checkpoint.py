@@ -27,10 +27,12 @@ POLICY_FILE = "policy.npz"  # every finished run's actor and observation statist
 COMMIT_FILE = "commit_success.txt"  # orbax writes it just before the atomic rename
 # Flags that may change between a run and its resume: where and how it reports, how it
 # checkpoints, and how long it trains (total_steps may grow).
-# Checkpoints hold the whole state on the host, so the devices and hosts may change too.
+# Checkpoints hold the whole state on the host, so the devices and hosts may change too;
+# where the metrics are mirrored (Weights & Biases) may change as well.
 RESUMABLE_CHANGES = frozenset(
     {"out", "progress", "compilation_cache", "resume", "checkpoint_every", "keep_checkpoints", "total_steps",
-     "num_devices", "coordinator_address", "num_processes", "process_id", "distributed"}
+     "num_devices", "coordinator_address", "num_processes", "process_id", "distributed",
+     "wandb_project", "wandb_entity", "wandb_group", "wandb_name"}
 )
 
 

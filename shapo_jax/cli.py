@@ -166,7 +166,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     from shapo_jax import distributed
     from shapo_jax.config import ConfigError, apply_preset
     from shapo_jax.checkpoint import host_copy, policy_of, save_policy
-    from shapo_jax.reporting import Reporter, clear_earlier_run, truncate_metrics, write_json
+    from shapo_jax.reporting import Reporter, clear_earlier_run, start_wandb, truncate_metrics, write_json
     from shapo_jax.train import make_trainer, resolve_task, seed_keys
 
     primary = distributed.is_primary()
@@ -189,9 +189,11 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         os.makedirs(out, exist_ok=True)
         if not resuming and clear_earlier_run(out) and not config.resume:
             say(f"shapo-train: {out} holds an earlier run; starting afresh and replacing its files", flush=True)
-        write_json(os.path.join(out, "config.json"),
-                   {**resolved, "device": device, "mesh": dict(mesh.shape), "versions": versions(),
-                    "compilation_cache_dir": cache_dir})
+    recorded = {**resolved, "device": device, "mesh": dict(mesh.shape), "versions": versions(),
+                "compilation_cache_dir": cache_dir}
+    if out is not None and primary:
+        write_json(os.path.join(out, "config.json"), recorded)
+    wandb_run = start_wandb(config, recorded) if primary else None
 
     say(f"shapo-train: {config.algo} on {config.env}, rho={config.perturbation_radius:g} ({config.geometry}), "
         f"{config.num_seeds} seed(s) x {config.num_updates * config.steps_per_update:,} steps, device {device}",
@@ -229,11 +231,10 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
             truncate_metrics(out, first_update)
     reporter = Reporter(config.num_seeds, config.num_updates - first_update, config.steps_per_update,
                         out if primary else None, config.progress and primary, append=restored is not None,
-                        purge_step=None if restored is None else restored.step + 1)
+                        purge_step=None if restored is None else restored.step + 1, wandb_run=wandb_run)
     start = time.perf_counter()
     final, updates_run, state = _train_loop(config, update, state, first_update, reporter, checkpoints, final)
     train_seconds = time.perf_counter() - start
-    reporter.close()
     if checkpoints is not None:
         checkpoints.close()
 
@@ -267,6 +268,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
             save_policy(out, config.num_updates * config.steps_per_update, config.num_updates, host_policy)
     if out is not None and primary:
         write_json(os.path.join(out, "summary.json"), summary)
+    reporter.close(summary, failed=bool(bad.size))
     if bad.size:
         seed = int(bad[0])
         kept = "; the last checkpoint before it was kept" if config.checkpoint_every else ""
@@ -391,6 +393,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import shapo_envs
     from shapo_envs.registry import EnvCostError
     from shapo_jax.config import ConfigError, TrainConfig, apply_preset, import_env_module, validate
+    from shapo_jax.reporting import require_wandb
 
     config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
@@ -398,6 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _join_distributed(config)
         import_env_module(config)  # --env-module: its register() calls add tasks for --env
         validate(apply_preset(config), shapo_envs.list_envs())  # before anything compiles
+        require_wandb(config)
         run(config, config.out)
     except (ConfigError, EnvCostError) as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)

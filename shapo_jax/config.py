@@ -131,6 +131,14 @@ class TrainConfig:
     """Use JAX's persistent compilation cache (in the user cache dir) so a second run starts fast."""
     progress: bool = True
     """Show a progress bar with return, cost and steps/s."""
+    wandb_project: Optional[str] = None
+    """Log the resolved config and every update's metrics to this Weights & Biases project: one wandb run for all seeds, keys METRIC/seed_I and METRIC/mean at step = env steps per seed (needs pip install 'shapo-jax[wandb]'; WANDB_MODE=offline logs without network)."""
+    wandb_entity: Optional[str] = None
+    """Weights & Biases entity (user or team) of --wandb-project (default: yours)."""
+    wandb_group: Optional[str] = None
+    """Weights & Biases group, e.g. one per experiment to compare its runs side by side."""
+    wandb_name: Optional[str] = None
+    """Weights & Biases run name (default: wandb's)."""
 
     num_devices: int = 1
     """Devices to train on (0 = all, across every host): seeds are split over them, and each seed's envs too when there are fewer seeds than devices."""
@@ -303,6 +311,10 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
     _require(c.checkpoint_every == 0 or c.out is not None, "checkpoint_every", "needs --out DIR to write the checkpoints into")
     _require(isinstance(c.keep_checkpoints, int) and c.keep_checkpoints > 0, "keep_checkpoints", f"must be a positive integer, got {c.keep_checkpoints}")
     _require(not c.resume or c.out is not None, "resume", "needs --out DIR, the run to continue")
+    if c.wandb_project is not None:
+        _require(c.wandb_project.strip() != "", "wandb_project", "must be a project name, got an empty one")
+    for name in ("wandb_entity", "wandb_group", "wandb_name"):
+        _require(getattr(c, name) is None or c.wandb_project is not None, name, "needs --wandb-project NAME")
     _require(isinstance(c.num_devices, int) and c.num_devices >= 0, "num_devices", f"must be an integer >= 0 (0 = all), got {c.num_devices}")
     if c.num_processes is not None:
         _require(c.num_processes > 0, "num_processes", f"must be a positive integer, got {c.num_processes}")

@@ -1,8 +1,10 @@
-"""Where metrics go: metrics.csv, TensorBoard, a progress bar, and summary.json.
+"""Where metrics go: metrics.csv, TensorBoard, a progress bar, Weights & Biases, summary.json.
 
 The CLI hands ``Reporter`` each update's metrics (arrays over seeds) as they leave the
 compiled update; it writes one CSV row per seed and flushes, so a killed run loses nothing
-already reported.
+already reported. With ``--wandb-project`` the same metrics go to one wandb run for all
+seeds (keys ``METRIC/seed_I`` and ``METRIC/mean``, step = env steps per seed), which keeps a
+command's seeds together without one wandb process per seed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,53 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 CSV_FIRST_COLUMNS = ("update", "seed", "env_steps", "episode_return", "episode_cost", "total_cost", "multiplier")
+WANDB_INSTALL = "pip install 'shapo-jax[wandb]' (or pip install wandb)"
+
+
+def require_wandb(config) -> None:
+    """Before compiling: ``--wandb-*`` needs the optional wandb package (``ConfigError`` saying
+    how to install it)."""
+    from shapo_jax.config import ConfigError
+
+    if config.wandb_project is None:
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise ConfigError("wandb_project", f"needs the wandb package, which is not installed: {WANDB_INSTALL}") from None
+
+
+def start_wandb(config, logged_config: dict[str, Any]):
+    """The wandb run of this command (None without ``--wandb-project``), started before
+    compiling so that a login or network problem fails fast, as a ``ConfigError``."""
+    from shapo_jax.config import ConfigError
+
+    if config.wandb_project is None:
+        return None
+    import wandb
+
+    try:
+        return wandb.init(project=config.wandb_project, entity=config.wandb_entity, group=config.wandb_group,
+                          name=config.wandb_name, config=logged_config, job_type="train")
+    except Exception as error:  # noqa: BLE001 - any failure of wandb's: one line, before compiling
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("wandb_project", f"cannot start a wandb run: {message}") from None
+
+
+def wandb_row(columns: dict[str, np.ndarray]) -> dict[str, float]:
+    """One update's metrics as wandb keys: each seed's value and the mean over seeds."""
+    row: dict[str, float] = {"update": int(columns["update"][0])} if "update" in columns else {}
+    for name, values in columns.items():
+        if name in ("update", "seed", "env_steps"):
+            continue
+        row[f"{name}/mean"] = float(np.mean(values))
+        row.update({f"{name}/seed_{seed}": float(value) for seed, value in enumerate(values)})
+    return row
+
+
+def wandb_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's single values (timings, device, throughput) for the wandb run's summary."""
+    return {name: value for name, value in summary.items() if isinstance(value, (bool, int, float, str))}
 
 
 class Reporter:
@@ -31,6 +80,8 @@ class Reporter:
       append: continue an existing metrics.csv (a resumed run) instead of starting it anew.
       purge_step: a resumed run's first env step; TensorBoard hides the killed run's events
         from there on, so re-logged updates do not appear twice.
+      wandb_run: a started wandb run (``start_wandb``) to mirror the metrics to; ``close``
+        finishes it.
     """
 
     def __init__(
@@ -42,8 +93,10 @@ class Reporter:
         progress: bool = True,
         append: bool = False,
         purge_step: Optional[int] = None,
+        wandb_run: Any = None,
     ):
         self._append = append
+        self._wandb = wandb_run
         self.num_seeds = num_seeds
         self.steps_per_update = steps_per_update
         self.out_dir = out_dir
@@ -81,6 +134,8 @@ class Reporter:
                     if name not in ("update", "seed"):
                         self._tensorboard.add_scalar(f"{name}/seed_{row['seed']}", value, row["env_steps"])
             self._tensorboard.flush()
+        if self._wandb is not None:
+            self._wandb.log(wandb_row(columns), step=int(columns["env_steps"][0]))
         if self._bar is not None:
             postfix = {
                 "return": f"{columns['episode_return'].mean():.2f}",
@@ -103,7 +158,14 @@ class Reporter:
         self._csv_file.flush()
         os.fsync(self._csv_file.fileno())
 
-    def close(self) -> None:
+    def close(self, summary: Optional[dict[str, Any]] = None, failed: bool = False) -> None:
+        """Closes every output; the wandb run gets ``summary``'s single values and ends
+        (exit code 1 for a run stopped by a non-finite update)."""
+        if self._wandb is not None:
+            if summary is not None:
+                self._wandb.summary.update(wandb_summary(summary))
+            self._wandb.finish(exit_code=1 if failed else 0)
+            self._wandb = None
         if self._bar is not None:
             self._bar.close()
         if self._csv_file is not None:

@@ -297,3 +297,26 @@ def test_gpu_warning_only_when_jax_misses_a_visible_gpu():
     assert gpu_warning("cpu", None, lambda: False) is None
     assert gpu_warning("gpu", None, never) is None  # JAX has the GPU
     assert gpu_warning("cpu", "cpu", never) is None  # the user asked for the CPU
+
+
+@pytest.mark.parametrize("changes,flag", [({"wandb_group": "g"}, "--wandb-group"), ({"wandb_entity": "e"}, "--wandb-entity"),
+                                          ({"wandb_name": "n"}, "--wandb-name"), ({"wandb_project": " "}, "--wandb-project")])
+def test_wandb_flags_need_a_project(changes, flag):
+    with pytest.raises(ConfigError) as info:
+        validate(dataclasses.replace(BASE, **changes), KNOWN_ENVS)
+    assert info.value.flag == flag
+    validate(dataclasses.replace(BASE, wandb_project="p", wandb_entity="e", wandb_group="g", wandb_name="n"))
+
+
+def test_wandb_without_the_package_fails_before_compiling_with_one_line(tmp_path, monkeypatch, capsys):
+    from shapo_jax import cli
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed: import wandb raises ImportError
+    argv = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", "--num-minibatches", "2",
+            "--total-steps", "256", "--no-progress", "--wandb-project", "shapo", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("shapo-train: error: --wandb-project:"), captured.err
+    assert "pip install 'shapo-jax[wandb]'" in lines[0]
+    assert "compiled" not in captured.out and not (tmp_path / "run").exists()

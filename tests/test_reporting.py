@@ -180,3 +180,95 @@ def test_reporter_starts_metrics_anew_unless_appending(tmp_path, append, expecte
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["update"] for row in rows] == expected_updates
+
+
+# ----------------------------------------------------------------------------------------
+# An earlier run's files, and Weights & Biases.
+# ----------------------------------------------------------------------------------------
+
+def test_clear_earlier_run_removes_outputs_but_not_checkpoints_nor_other_files(tmp_path):
+    assert not reporting.clear_earlier_run(str(tmp_path))  # nothing there: not an earlier run
+    for name in ("config.json", "metrics.csv", "summary.json", "policy.npz", "eval_256.json", "summary.json.tmp",
+                 "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out.tfevents.1").write_text("x")
+    (tmp_path / "checkpoints" / "128").mkdir(parents=True)
+    assert reporting.clear_earlier_run(str(tmp_path))
+    # config.json is replaced atomically by the new run; the user's own files and checkpoints stay.
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "notes.txt"]
+    assert os.listdir(tmp_path / "checkpoints") == ["128"]
+
+
+class FakeWandbRun:
+    """Records what the Reporter sends to a wandb run."""
+
+    def __init__(self):
+        self.logged, self.summary, self.exit_code = [], {}, None
+
+    def log(self, row, step):
+        self.logged.append((step, dict(row)))
+
+    def finish(self, exit_code=0):
+        self.exit_code = exit_code
+
+
+def test_reporter_mirrors_every_update_to_wandb_per_seed_and_mean(tmp_path):
+    run = FakeWandbRun()
+    reporter = Reporter(2, 2, 10, out_dir=str(tmp_path), progress=False, wandb_run=run)
+    reporter.log_update(update_metrics(1))
+    reporter.log_update(update_metrics(2))
+    reporter.close({"env_steps_per_second": 123.0, "device": "cpu:cpu x1", "episode_return": [1.0, 2.0]})
+    assert [step for step, _ in run.logged] == [10, 20]  # env steps per seed
+    step, row = run.logged[1]
+    assert row["update"] == 2
+    assert row["episode_return/seed_0"] == 20.0 and row["episode_return/seed_1"] == 21.0
+    assert row["episode_return/mean"] == 20.5
+    assert row["total_cost/seed_1"] == 7.0 and row["approx_kl/mean"] == pytest.approx(0.00205)
+    assert not any(key.startswith(("seed", "env_steps/")) for key in row)
+    assert run.summary == {"env_steps_per_second": 123.0, "device": "cpu:cpu x1"}  # lists stay in summary.json
+    assert run.exit_code == 0
+    assert len(read_rows(tmp_path / "metrics.csv")) == 4  # the CSV as before
+
+
+def test_require_wandb_without_the_package_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from shapo_jax.config import ConfigError, TrainConfig
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    reporting.require_wandb(TrainConfig())  # not asked for: nothing to check
+    with pytest.raises(ConfigError) as info:
+        reporting.require_wandb(TrainConfig(wandb_project="shapo"))
+    assert info.value.flag == "--wandb-project" and "pip install" in str(info.value) and "[wandb]" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+WANDB_RUN_ARGS = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", "--num-minibatches", "2",
+                  "--update-epochs", "1", "--total-steps", "256", "--num-seeds", "2", "--episode-length", "8",
+                  "--no-progress", "--wandb-project", "shapo-test", "--wandb-group", "group-g", "--wandb-name",
+                  "name-n"]
+
+
+def test_shapo_train_logs_to_wandb_offline(tmp_path, tmp_path_factory):
+    """A real run in wandb's offline mode (no network): the run's local record holds the
+    config, the per-seed and mean keys of every update, the group and the name."""
+    pytest.importorskip("wandb")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_dir"),
+           "WANDB_SILENT": "true", "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg_cache"),
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+    (tmp_path / "wandb_dir").mkdir()
+    result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *WANDB_RUN_ARGS, "--out", str(tmp_path / "run")],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = glob.glob(str(tmp_path / "wandb_dir" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(records) == 1, os.listdir(tmp_path / "wandb_dir")
+    with open(records[0], "rb") as f:
+        data = f.read()
+    for key in (b"episode_return/seed_0", b"episode_return/seed_1", b"episode_cost/mean", b"total_cost/mean",
+                b"perturbation_radius", b"cost_limit", b"env_steps_per_second", b"group-g", b"name-n", b"shapo-test"):
+        assert key in data, key
+    assert (tmp_path / "run" / "metrics.csv").exists() and not (tmp_path / "wandb").exists()
