@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
+import stat
+import subprocess
 import sys
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 REFERENCE = os.path.join(BENCHMARKS, "results", "reference.json")
+SG_PYTHON = os.path.join(BENCHMARKS, "cpu_peer", ".venv", "bin", "python")
 
 
 def load(name: str):
@@ -25,7 +29,7 @@ def load(name: str):
     return module
 
 
-@pytest.mark.parametrize("name", ["throughput", "scaling", "pareto", "reference"])
+@pytest.mark.parametrize("name", ["throughput", "scaling", "pareto", "reference", "env_throughput", "paper_throughput"])
 def test_help(name, capsys):
     parser = load(name).build_parser()
     with pytest.raises(SystemExit) as exit_info:
@@ -105,3 +109,190 @@ def test_pareto_sweep_smoke(tmp_path):
         data = json.load(f)
     assert data["num_runs"] == 4 and [r["rho"] for r in data["per_rho"]] == [0.0, 0.1]
     assert os.path.getsize(prefix + ".png") > 0
+
+
+# --- env_throughput.py: Safety-Gymnasium side by side ---------------------------------------
+
+
+def fake_sg_python(tmp_path, steps_per_s: float = 500.0, exit_code: int = 0) -> str:
+    """An executable standing in for SG's python: records its arguments, prints noise, then one JSON line."""
+    script = tmp_path / "fake_sg_python"
+    record = {"benchmark": "cpu_peer_navigation", "steps_per_s": steps_per_s, "num_envs": 1,
+              "versions": {"safety-gymnasium": "fake"}}
+    script.write_text("#!/bin/sh\n"
+                      f"echo \"$@\" > {shlex.quote(str(tmp_path / 'args.txt'))}\n"
+                      "echo 'a line SG prints'\n"
+                      "echo 'a warning' >&2\n"
+                      f"echo {shlex.quote(json.dumps(record))}\n"
+                      f"exit {exit_code}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_sg_ratios_divide_ours_by_sg():
+    env_throughput = load("env_throughput")
+    rows = [{"num_envs": 1, "steps_per_s": 250.0}, {"num_envs": 1024, "steps_per_s": 4000.0}]
+    summary = env_throughput.sg_ratios(rows, {"steps_per_s": 500.0})
+    assert summary["sg_steps_per_s"] == 500.0 and summary["ratio_vs_sg"] == {"1": 0.5, "1024": 8.0}
+    assert [r["ratio_vs_sg"] for r in rows] == [0.5, 8.0] and all(r["sg_steps_per_s"] == 500.0 for r in rows)
+    failed = env_throughput.sg_ratios([{"num_envs": 1, "steps_per_s": 1.0}], {"error": "boom"})
+    assert failed["sg_steps_per_s"] is None and failed["ratio_vs_sg"] == {"1": None}
+
+
+def test_run_sg_reads_the_last_json_line_and_reports_failures(tmp_path):
+    env_throughput = load("env_throughput")
+    result = env_throughput.run_sg(fake_sg_python(tmp_path), "SafetyPointGoal1", steps=300, seed=7)
+    assert result["steps_per_s"] == 500.0
+    args = (tmp_path / "args.txt").read_text().split()
+    assert args[0].endswith("run.py") and args[args.index("--navigation") + 1] == "SafetyPointGoal1"
+    assert args[args.index("--steps") + 1] == "300" and args[args.index("--seed") + 1] == "7"
+    assert args[args.index("--json") + 1] == "-"
+    failed = env_throughput.run_sg(fake_sg_python(tmp_path, exit_code=3), "SafetyPointGoal1", steps=10, seed=0)
+    assert failed == {"error": "exit 3: a warning"}
+    missing = env_throughput.run_sg(str(tmp_path / "absent"), "SafetyPointGoal1", steps=10, seed=0)
+    assert "error" in missing
+
+
+def test_env_throughput_without_sg_python_says_how_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        load("env_throughput").main(["--envs", "SafetyPointGoal1", "--sg-python", str(tmp_path / "absent"),
+                                     "--out", str(tmp_path / "e.json")])
+    message = str(exit_info.value.code)
+    assert "cpu_peer/setup.sh" in message and "--no-sg" in message and "\n" not in message
+    assert not (tmp_path / "e.json").exists()  # failed before anything compiled or was written
+
+
+def test_env_throughput_writes_sg_side_by_side(tmp_path, monkeypatch):
+    """main() with a fake SG python: rows and the per-task summary carry SG's rate and our ratio.
+
+    PointHazard stands in for a navigation task (it compiles in a second; an MJX task takes 20+ s
+    on 2 cores), so this checks the interleaving and the JSON, not MJX.
+    """
+    import shapo_envs.navigation
+
+    monkeypatch.setattr(shapo_envs.navigation, "NAMES", shapo_envs.navigation.NAMES + ("PointHazard",))
+    env_throughput = load("env_throughput")
+    out = tmp_path / "e.json"
+    assert env_throughput.main(["--envs", "PointHazard", "--num-envs", "1", "4", "--steps", "3", "--repeats", "1",
+                                "--sg-python", fake_sg_python(tmp_path, 400.0), "--sg-steps", "50",
+                                "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["device"]["platform"] and data["date"] and "git_commit" in data
+    assert data["config"]["sg"]["steps"] == 50 and data["config"]["physics_impl"] is None
+    rows = data["results"]
+    assert [r["num_envs"] for r in rows] == [1, 4]
+    for row in rows:
+        assert row["sg_steps_per_s"] == 400.0
+        assert row["ratio_vs_sg"] == pytest.approx(row["steps_per_s"] / 400.0)
+    sg = data["sg"]["PointHazard"]
+    assert sg["ratio_vs_sg"] == {str(r["num_envs"]): pytest.approx(r["ratio_vs_sg"]) for r in rows}
+    assert sg["run"]["versions"] == {"safety-gymnasium": "fake"}
+    assert "--sg-steps" not in (tmp_path / "args.txt").read_text() and "50" in (tmp_path / "args.txt").read_text()
+    # --no-sg: no SG section, and no SG python needed
+    assert env_throughput.main(["--envs", "PointHazard", "--num-envs", "1", "--steps", "2", "--repeats", "1",
+                                "--no-sg", "--sg-python", str(tmp_path / "absent"), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "sg" not in data and data["config"]["sg"] is None and "ratio_vs_sg" not in data["results"][0]
+
+
+def test_physics_impl_flag_only_where_make_env_takes_it():
+    env_throughput = load("env_throughput")
+    options = {o for a in env_throughput.build_parser()._actions for o in a.option_strings}
+    assert ("--physics-impl" in options) == env_throughput.physics_impl_supported()
+
+
+@pytest.mark.skipif(not os.path.exists(SG_PYTHON), reason="no Safety-Gymnasium venv (bash benchmarks/cpu_peer/setup.sh)")
+def test_run_sg_steps_safety_gymnasium():
+    """The real subprocess: cpu_peer/run.py --navigation in SG's own venv."""
+    result = load("env_throughput").run_sg(SG_PYTHON, "SafetyPointGoal1", steps=50, seed=0, warmup=5)
+    assert "error" not in result, result
+    assert result["env_id"] == "SafetyPointGoal1-v0" and result["num_envs"] == 1 and result["steps"] == 50
+    assert result["steps_per_s"] > 0 and result["versions"]["safety-gymnasium"] == "1.0.0"
+
+
+# --- paper_throughput.py ------------------------------------------------------------------------
+
+
+def test_paper_config_is_the_papers_setting():
+    paper = load("paper_throughput")
+    config, overrides = paper.paper_config(paper.build_parser().parse_args([]))
+    assert overrides == {} and config.env == "SafetyPointGoal1" and config.algo == "trpo_pid"
+    assert (config.num_seeds, config.num_envs, config.unroll_length) == (16, 20, 1000)
+    assert (config.num_minibatches, config.update_epochs) == (160, 10)
+    assert config.geometry == "fisher" and config.perturbation_target_kl == 1e-5 and config.uses_sharpness
+    assert config.total_steps == 4 * 20_000  # warm-up + 3 timed updates
+    assert paper.setting(config, overrides)["paper_setting"]
+    # an override equal to TrainConfig's default stays (the preset is resolved once, then frozen)
+    config, _ = paper.paper_config(paper.build_parser().parse_args(["--num-envs", "64", "--num-minibatches", "64"]))
+    assert config.num_envs == 64 and config.steps_per_update == 64_000
+
+
+def test_paper_summary_ratios():
+    paper = load("paper_throughput")
+    got = paper.summary(steps_per_update=20_000, seeds=16, times=[4.0, 2.0, 3.0])
+    assert got["steps_per_s"] == pytest.approx(16 * 20_000 / 3.0)
+    assert got["steps_per_s_per_seed"] == pytest.approx(20_000 / 3.0)
+    assert got["speedup_vs_released"] == pytest.approx(got["steps_per_s"] / 535.0)
+    assert got["per_seed_vs_released"] == pytest.approx(got["steps_per_s_per_seed"] / 535.0)
+
+
+def test_paper_throughput_smoke(tmp_path):
+    """Tiny sizes on PointHazard (the paper's task costs minutes to compile on 2 cores)."""
+    paper = load("paper_throughput")
+    out = tmp_path / "p.json"
+    assert paper.main(["--env", "PointHazard", "--seeds", "2", "--updates", "2", "--num-envs", "2",
+                       "--unroll-length", "8", "--num-minibatches", "2", "--update-epochs", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["device"]["platform"] and data["date"] and data["benchmark"] == "paper_throughput"
+    assert data["released"] == {**paper.RELEASED, "steps_per_s": 535.0} and not data["released"]["measured_here"]
+    assert data["setting"]["num_seeds"] == 2 and data["setting"]["steps_per_update_per_seed"] == 16
+    assert not data["setting"]["paper_setting"] and data["setting"]["geometry"] == "fisher"
+    assert len(data["update_s"]) == 2 and data["failed_updates"] == 0
+    assert set(data["compile_s"]) == {"reset", "init", "update"}
+    # the median of two updates is their mean (update_s is rounded to 0.1 ms)
+    assert data["steps_per_s"] == pytest.approx(2 * 16 * 2 / sum(data["update_s"]), rel=0.05)
+    assert data["speedup_vs_released"] == pytest.approx(data["steps_per_s"] / 535.0)
+
+
+# --- gpu.sh -----------------------------------------------------------------------------------
+
+
+def gpu_sh(*args, **env):
+    return subprocess.run(["bash", os.path.join(BENCHMARKS, "gpu.sh"), *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable, **env}, timeout=120)
+
+
+def test_gpu_sh_dry_run_commands_parse():
+    """Every benchmark command gpu.sh would run parses with that script's own parser, within 8 minutes of timeouts."""
+    done = gpu_sh("--dry-run")
+    assert done.returncode == 0, done.stderr
+    commands = [shlex.split(line) for line in done.stdout.splitlines() if ".py " in line and "benchmarks/" in line]
+    scripts = [next(a for a in c if a.startswith("benchmarks/")) for c in commands]
+    assert {"benchmarks/env_throughput.py", "benchmarks/paper_throughput.py", "benchmarks/throughput.py",
+            "benchmarks/scaling.py"} <= set(scripts)
+    for command, script in zip(commands, scripts):
+        name = os.path.basename(script)[:-3]
+        args = command[command.index(script) + 1:]
+        load(name).build_parser().parse_args(args)
+        outs = [a for i, a in enumerate(args) if i and args[i - 1] in ("--out", "--out-prefix")]
+        assert len(outs) == 1 and outs[0].startswith("benchmarks/results/") and "gpu_KIND" in outs[0]
+    nav = commands[scripts.index("benchmarks/env_throughput.py")]
+    assert nav[nav.index("--num-envs") + 1] == "4096"
+    assert {"SafetyPointGoal1", "SafetyPointButton1", "SafetyCarGoal2"} <= set(nav)
+    paper = commands[scripts.index("benchmarks/paper_throughput.py")]
+    assert paper[paper.index("--seeds") + 1] == "16"
+    timeouts = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("timeout ")]
+    assert sum(timeouts[1:]) <= 480  # the device check aside (it takes seconds), every part bounded
+    only = gpu_sh("--dry-run", ONLY="scaling")
+    ran = [line for line in only.stdout.splitlines() if ".py " in line and not line.startswith("#")]
+    assert len(ran) == 1 and "benchmarks/scaling.py" in ran[0]
+
+
+def test_gpu_sh_needs_a_gpu():
+    import jax
+
+    if jax.devices()[0].platform == "gpu":
+        pytest.skip("this machine has a GPU")
+    done = gpu_sh()
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "no GPU" in done.stderr
