@@ -113,6 +113,17 @@ def physics_impl_supported() -> bool:
     return "physics_impl" in inspect.signature(NavigationEnv.__init__).parameters
 
 
+def physics_kwargs(name: str, physics_impl: str | None) -> dict:
+    """``physics_impl`` for the tasks that take it: all when ``make_env`` names it, else the navigation ones."""
+    from shapo_envs.navigation import NAMES as NAVIGATION
+
+    if physics_impl is None:
+        return {}
+    if name in NAVIGATION or "physics_impl" in inspect.signature(shapo_envs.make_env).parameters:
+        return {"physics_impl": physics_impl}
+    return {}
+
+
 def run_sg(python: str, task: str, steps: int, seed: int, warmup: int = SG_WARMUP) -> dict:
     """SG's single-env steps/s of ``task``, from ``cpu_peer/run.py --navigation`` in SG's own venv.
 
@@ -200,8 +211,7 @@ def main(argv=None) -> int:
     names = task_names(args)
     check_sg_python(args, names)
     physics_impl = getattr(args, "physics_impl", None)
-    kwargs = {} if physics_impl is None else {"physics_impl": physics_impl}
-    envs = {n: shapo_envs.make_env(n, **kwargs) for n in names}
+    envs = {n: shapo_envs.make_env(n, **physics_kwargs(n, physics_impl)) for n in names}
     if args.envs is None:  # only the MJX tasks
         envs = {n: e for n, e in envs.items() if e.backend == "mjx"}
 

@@ -199,6 +199,8 @@ def test_physics_impl_flag_only_where_make_env_takes_it():
     env_throughput = load("env_throughput")
     options = {o for a in env_throughput.build_parser()._actions for o in a.option_strings}
     assert ("--physics-impl" in options) == env_throughput.physics_impl_supported()
+    assert env_throughput.physics_kwargs("SafetyPointGoal1", None) == {}
+    assert env_throughput.physics_kwargs("SafetyPointGoal1", "warp") == {"physics_impl": "warp"}
 
 
 @pytest.mark.skipif(not os.path.exists(SG_PYTHON), reason="no Safety-Gymnasium venv (bash benchmarks/cpu_peer/setup.sh)")
