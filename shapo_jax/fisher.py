@@ -10,7 +10,7 @@ Everything here works on pytrees of arrays, runs under ``jit`` and ``vmap``,
 and imports only JAX.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +100,38 @@ def conjugate_gradient(
     Returns:
       ``x`` with the structure of ``b``, approximately ``A⁻¹ b``.
     """
+    x, _ = _conjugate_gradient_with_residual(matvec, b, iters, residual_tol, eps)
+    return x
+
+
+def conjugate_gradient_with_product(
+    matvec: Callable[[PyTree], PyTree],
+    b: PyTree,
+    iters: int,
+    residual_tol: float = 1e-10,
+    eps: float = 1e-6,
+) -> tuple[PyTree, PyTree]:
+    """:func:`conjugate_gradient`'s ``x`` together with ``A x``, at no extra product.
+
+    The released code normalises its steps by ``xᵀ A x`` computed with one more
+    ``matvec`` after CG (SHAPO's ``compute_shapo_gradients_actor`` and SafePO's
+    TRPO step, paper.md section 2). CG's residual recurrence ``r ← r − α A p``
+    with ``x ← x + α p`` keeps ``r = b − A x`` for any step sizes ``α`` (SafePO's
+    ``eps`` included), so ``A x = b − r`` is the same vector, without the pass
+    through the network. The two agree to float32 round-off (about 1e-7
+    relative for ``xᵀ A x`` on a 64-64 policy's Fisher), whereas ``gᵀ x`` would
+    differ by the unconverged residual (about 3e-3 there).
+
+    Returns:
+      ``(x, A x)``, each with the structure of ``b``; ``matvec`` is called
+      exactly ``iters`` times.
+    """
+    x, residual = _conjugate_gradient_with_residual(matvec, b, iters, residual_tol, eps)
+    return x, jax.tree.map(jnp.subtract, b, residual)
+
+
+def _conjugate_gradient_with_residual(matvec, b, iters, residual_tol, eps):
+    """SafePO's CG loop (see :func:`conjugate_gradient`); returns ``(x, r)``."""
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise ValueError(f"iters must be an int >= 1, got {iters!r}.")
 
@@ -120,8 +152,8 @@ def conjugate_gradient(
     x0 = jax.tree.map(jnp.zeros_like, b)
     r_dot_r0 = tree_vdot(b, b)
     carry = (x0, b, b, r_dot_r0, jnp.zeros(r_dot_r0.shape, bool))
-    x, *_ = jax.lax.fori_loop(0, iters, body, carry)
-    return x
+    x, r, *_ = jax.lax.fori_loop(0, iters, body, carry)
+    return x, r
 
 
 # ----------------------------------------------------------------------------
@@ -162,3 +194,68 @@ def hvp_of_kl(
     """
     _, fisher_vector_product = jax.linearize(jax.grad(kl_fn_of_params), params)
     return fisher_vector_product
+
+
+class GaussianFisher(NamedTuple):
+    """The Fisher of a diagonal Gaussian policy at ``θ₀``, linearised once.
+
+    Attributes:
+      fisher_vector_product: ``v -> F v``, UNDAMPED.
+      mean: the policy's means at ``θ₀`` (the KL's reference distribution).
+      log_std: its log standard deviations, broadcast to ``mean``'s shape.
+    """
+
+    fisher_vector_product: Callable[[PyTree], PyTree]
+    mean: jax.Array
+    log_std: jax.Array
+
+
+def gaussian_fisher(
+    distribution_fn: Callable[[PyTree], tuple[jax.Array, jax.Array]],
+    params: PyTree,
+) -> GaussianFisher:
+    """Fisher-vector product of a diagonal Gaussian policy as ``Jᵀ M J v``.
+
+    For ``KL(π_θ₀ ‖ π_θ)`` averaged over the batch and action dimensions
+    (SafePO's convention, as in :func:`hvp_of_kl`'s callers), the Hessian at
+    ``θ₀`` is ``Jᵀ M J`` exactly: ``J`` is the Jacobian of the outputs
+    ``(μ, log σ)`` and ``M`` the Hessian of the KL in those outputs, diagonal
+    with ``1/σ²`` for the means and 2 for the log standard deviations, divided
+    by the number of (state, action dimension) pairs. The term
+    ``Σ ∂KL/∂out · ∂²out/∂θ²`` that makes a Hessian differ from this
+    Gauss-Newton form vanishes because ``∂KL/∂out = 0`` at ``θ₀`` (Martens
+    2020, "New insights and perspectives on the natural gradient method",
+    section 9.2; Schulman et al. 2015, appendix C). So this is the product
+    :func:`hvp_of_kl` returns for that KL, to round-off.
+
+    It is cheaper: the network is linearised once (``jax.linearize``; its
+    transpose reuses the same residuals), and each product is one forward
+    tangent pass and one backward pass through the network, without the
+    second-order terms of a forward-over-reverse Hessian-vector product.
+
+    Args:
+      distribution_fn: ``θ -> (μ, log σ)`` on a fixed batch of states;
+        ``log σ`` may be state-independent (broadcastable to ``μ``).
+      params: the point ``θ₀``.
+
+    Returns:
+      A :class:`GaussianFisher`: the product and the outputs at ``θ₀``.
+    """
+
+    def outputs(p):
+        mean, log_std = distribution_fn(p)
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+    (mean, log_std), jacobian_product = jax.linearize(outputs, params)
+    transposed_product = jax.linear_transpose(jacobian_product, params)
+    count = mean.size
+    mean_weight = jnp.exp(-2.0 * log_std) / count
+    log_std_weight = jnp.asarray(2.0 / count, log_std.dtype)
+
+    def fisher_vector_product(vector):
+        mean_tangent, log_std_tangent = jacobian_product(vector)
+        (product,) = transposed_product(
+            (mean_weight * mean_tangent, log_std_weight * log_std_tangent))
+        return product
+
+    return GaussianFisher(fisher_vector_product, mean, log_std)

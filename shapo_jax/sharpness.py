@@ -86,9 +86,10 @@ def sharpness_aware(
     * ``geometry="fisher"`` (Fisher SAM, Kim et al. 2022; SHAPO's released code,
       paper.md section 2): ``x = (F + λI)⁻¹ g`` by ``cg_iters`` conjugate-gradient
       steps with damping ``λ``, and ``ε = ρ x / sqrt(xᵀ F̃ x + 1e-8)`` where
-      ``F̃ = F + λI``. ``xᵀ F̃ x`` is computed with one more Fisher-vector
-      product, as in the released code (``ε = sqrt(2δ / (xᵀF̃x + 1e-8)) x``),
-      rather than as ``gᵀx``, which equals it only once CG has converged. With
+      ``F̃ = F + λI``. ``xᵀ F̃ x`` is the released code's normaliser
+      (``ε = sqrt(2δ / (xᵀF̃x + 1e-8)) x``), not ``gᵀx``, which equals it only
+      once CG has converged; ``F̃ x`` is taken from CG's residual, ``g − r``,
+      which is the released code's extra Fisher-vector product to round-off. With
       ``ρ = sqrt(2δ)`` this is the step of KL size ``δ`` in the quadratic model
       ``KL ≈ ½ εᵀ F ε``. If ``kl_fn`` is given, ``ε`` is backtracked: the first
       of ``s = 1, 0.8, …, 0.8⁹`` with ``kl_fn(θ + s ε) ≤ δ`` is accepted, and
@@ -120,7 +121,8 @@ def sharpness_aware(
       * ``grad_fn``: ``θ -> ∇L(θ)`` for the *same* loss (same batch, same
         advantages, same old log-probabilities), required;
       * ``fvp_fn``: ``v -> F v``, the UNDAMPED Fisher-vector product at
-        ``params`` (e.g. :func:`shapo_jax.fisher.hvp_of_kl`), required for the
+        ``params`` (e.g. :func:`shapo_jax.fisher.gaussian_fisher` or
+        :func:`shapo_jax.fisher.hvp_of_kl`), required for the
         Fisher geometry and ignored by the Euclidean one;
       * ``kl_fn``: optional ``θ -> mean KL(π_params ‖ π_θ)``. Fisher geometry:
         backtracks against ``δ`` (``target_kl``, or ``ρ²/2`` when the radius was
@@ -228,7 +230,10 @@ def _fisher_perturbation(
     """Fisher-SAM ascent step ``ρ x / sqrt(xᵀF̃x + 1e-8)``, ``x = CG(F̃, g)``.
 
     Follows SHAPO's released ``compute_shapo_gradients_actor`` (paper.md section
-    2 steps 1-2); damping is added here, once, to the undamped ``fvp_fn``.
+    2 steps 1-2); damping is added here, once, to the undamped ``fvp_fn``. The
+    released code's extra product ``F̃ x`` for the normaliser is read off CG's
+    residual (``F̃ x = g − r``, equal to round-off), so ``fvp_fn`` is called
+    ``cg_iters`` times.
 
     Returns:
       ``(x, ε)``: the ascent direction (for the cosine diagnostic) and ``ε``.
@@ -237,8 +242,9 @@ def _fisher_perturbation(
     def damped_fvp(vector):
         return fisher.tree_add_scaled(fvp_fn(vector), damping, vector)
 
-    direction = fisher.conjugate_gradient(damped_fvp, grads, cg_iters)
-    fisher_norm_squared = fisher.tree_vdot(direction, damped_fvp(direction))
+    direction, damped_product = fisher.conjugate_gradient_with_product(
+        damped_fvp, grads, cg_iters)
+    fisher_norm_squared = fisher.tree_vdot(direction, damped_product)
     coefficient = radius / jnp.sqrt(
         jnp.maximum(fisher_norm_squared, 0.0) + FISHER_NORM_EPSILON)
     return direction, fisher.tree_scale(coefficient, direction)

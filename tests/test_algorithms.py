@@ -12,6 +12,7 @@ from scipy import optimize
 from shapo_jax import TrainConfig, make_train, make_trainer, seed_keys
 from shapo_jax.algorithms import trust_region
 from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_direction, line_search, surrogate_loss, trpo_step
+from shapo_jax.fisher import conjugate_gradient, hvp_of_kl, tree_add_scaled, tree_scale, tree_vdot
 from shapo_jax.losses import PolicyBatch, mean_policy_kl
 from shapo_jax.networks import GaussianActor, gaussian_log_prob
 from shapo_jax.sharpness import sharpness_aware
@@ -116,6 +117,62 @@ def test_trpo_step_stays_in_the_trust_region_and_improves_the_surrogate():
     before, after = surrogate_loss(actor.apply, params, batch), surrogate_loss(actor.apply, new_params, batch)
     assert float(after) < float(before)
     assert float(diagnostics["line_search_scale"]) > 0
+
+
+def reference_trpo_step(config, actor, sharpness, sharpness_state, params, batch):
+    """TRPO (+ SHAPO) written plainly: F v as the Hessian-vector product of mean_policy_kl, one
+    more product for x^T F~ x, and a forward pass for every loss and KL (paper.md section 2)."""
+    kl = lambda p: mean_policy_kl(actor.apply, params, p, batch.observation)
+    fvp = hvp_of_kl(kl, params)
+    damped = lambda v: tree_add_scaled(fvp(v), config.damping, v)
+    loss = lambda p: surrogate_loss(actor.apply, p, batch)
+    grad_fn = jax.grad(loss)
+    gradient = grad_fn(params)
+    if sharpness is not None:
+        gradient, sharpness_state = sharpness.update(
+            gradient, sharpness_state, params, grad_fn=grad_fn, fvp_fn=fvp, kl_fn=kl)
+    direction = conjugate_gradient(damped, tree_scale(-1.0, gradient), config.cg_iters)
+    step = tree_scale(jnp.sqrt(2.0 * config.max_kl / (tree_vdot(direction, damped(direction)) + 1e-8)), direction)
+    loss_before = loss(params)
+    accept = lambda c: jnp.isfinite(loss(c)) & (loss_before - loss(c) >= 0) & (kl(c) <= config.max_kl)
+    scale = line_search(accept, params, step, config.line_search_steps)
+    return tree_add_scaled(params, scale, step), sharpness_state, scale
+
+
+@pytest.mark.parametrize("target_kl", [None, 1e-5, 1e-3])
+def test_trpo_step_matches_the_plain_kl_hessian_step(target_kl):
+    """The step's Gauss-Newton F v, CG-residual normaliser and shared forward passes change
+    nothing but round-off, with and without Fisher SHAPO."""
+    actor, params, batch = tiny_policy_batch(2)
+    config = TrustRegionConfig(max_kl=DELTA, cg_iters=15, damping=0.1, line_search_steps=15)
+    sharpness = None if target_kl is None else sharpness_aware(geometry="fisher", target_kl=target_kl)
+    state = () if sharpness is None else sharpness.init(params)
+    new_params, new_state, diagnostics = jax.jit(
+        lambda p: trpo_step(config, actor.apply, sharpness, state, p, batch))(params)
+    expected_params, expected_state, expected_scale = jax.jit(
+        lambda p: reference_trpo_step(config, actor, sharpness, state, p, batch))(params)
+    assert float(diagnostics["line_search_scale"]) == float(expected_scale) > 0
+    for a, b in zip(jax.tree.leaves(new_params), jax.tree.leaves(expected_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(expected_state)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(
+        diagnostics["policy_kl"], mean_policy_kl(actor.apply, params, new_params, batch.observation), rtol=1e-4)
+
+
+def test_geometry_kl_and_fisher_are_the_mean_policy_kl_and_its_hessian():
+    actor, params, batch = tiny_policy_batch(3)
+    geometry = trust_region.geometry_at(actor.apply, params, batch.observation, damping=0.1)
+    other = jax.tree.map(lambda x: x + 0.05, params)
+    np.testing.assert_allclose(
+        geometry.kl(other), mean_policy_kl(actor.apply, params, other, batch.observation), rtol=1e-6)
+    vector = jax.tree.map(lambda x: jnp.cos(jnp.arange(x.size, dtype=x.dtype)).reshape(x.shape), params)
+    hessian = hvp_of_kl(lambda p: mean_policy_kl(actor.apply, params, p, batch.observation), params)(vector)
+    for a, b in zip(jax.tree.leaves(geometry.fisher_vector_product(vector)), jax.tree.leaves(hessian)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    damped = geometry.damped_fisher_vector_product(vector)
+    for a, b, v in zip(jax.tree.leaves(damped), jax.tree.leaves(hessian), jax.tree.leaves(vector)):
+        np.testing.assert_allclose(a, b + 0.1 * v, rtol=1e-4, atol=1e-7)
 
 
 def test_line_search_takes_the_first_accepted_scale_or_none():

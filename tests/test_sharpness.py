@@ -503,6 +503,38 @@ class RealisticGaussianPolicyTest(parameterized.TestCase):
         self.assertGreater(np.linalg.norm(_flat(updates) - gradient),
                            1e-3 * np.linalg.norm(gradient))
 
+    @parameterized.parameters(1e-3, 1e-5)
+    def test_gauss_newton_fisher_pipeline_matches_the_kl_hvp_one(self, target_kl):
+        """The algorithms' F v (J^T M J v, fisher.gaussian_fisher) gives the same SHAPO
+        gradient and diagnostics as the Hessian of the KL, to round-off."""
+        params = POLICY_PARAMS
+        grad_fn = jax.grad(_surrogate_loss)
+        transform = sharpness_aware(geometry="fisher", target_kl=target_kl)
+
+        @jax.jit
+        def step(params):
+            gauss_newton = fisher.gaussian_fisher(_distribution, params)
+            old_mean, old_log_std = gauss_newton.mean, gauss_newton.log_std
+
+            def kl_from_linearisation(p):
+                mean, log_std = _distribution(p)
+                return jnp.mean(log_std - old_log_std
+                                + (jnp.exp(2 * old_log_std) + (old_mean - mean)**2)
+                                / (2 * jnp.exp(2 * log_std)) - 0.5)
+
+            run = lambda fvp_fn, kl_fn: transform.update(
+                grad_fn(params), transform.init(params), params, grad_fn=grad_fn,
+                fvp_fn=fvp_fn, kl_fn=kl_fn)
+            return (run(gauss_newton.fisher_vector_product, kl_from_linearisation),
+                    run(fisher.hvp_of_kl(_mean_kl, params), _mean_kl))
+
+        (updates, state), (expected_updates, expected_state) = step(params)
+        chex.assert_trees_all_close(updates, expected_updates, rtol=1e-5, atol=1e-7)
+        for name in ("perturbation_norm", "kl", "cosine"):
+            np.testing.assert_allclose(getattr(state, name),
+                                       getattr(expected_state, name), rtol=1e-4)
+        self.assertEqual(float(state.scale), float(expected_state.scale))
+
 
 class ValidationTest(parameterized.TestCase):
 

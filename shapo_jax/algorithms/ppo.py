@@ -4,7 +4,9 @@ When the actor's optimizer starts with ``sharpness_aware`` (SHAPO), each minibat
 actor gradient is replaced by the gradient at the perturbed parameters. The transform
 gets ``grad_fn`` for the same minibatch loss (same advantages and old log-probs, the
 multiplier held fixed as data), and for the Fisher geometry the Fisher-vector product
-and KL of the current policy against a frozen copy of itself on that minibatch.
+and KL of the current policy against a frozen copy of itself on that minibatch (from
+``trust_region.geometry_at``: the network linearised once per minibatch, and the KL's
+reference distribution taken from that linearisation).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shapo_jax.fisher import hvp_of_kl
-from shapo_jax.losses import PolicyBatch, mean_policy_kl, ppo_clip_loss
+from shapo_jax.algorithms.trust_region import geometry_at
+from shapo_jax.losses import PolicyBatch, ppo_clip_loss
 from shapo_jax.sharpness import SharpnessAwareState
 
 
@@ -87,9 +89,9 @@ def ppo_actor_step(
         if config.uses_sharpness:
             extra["grad_fn"] = jax.grad(lambda p: loss(p, minibatch)[0])
             if config.fisher:
-                kl = lambda p: mean_policy_kl(actor_apply, params, p, minibatch.observation)
-                extra["fvp_fn"] = hvp_of_kl(kl, params)
-                extra["kl_fn"] = kl
+                geometry = geometry_at(actor_apply, params, minibatch.observation, damping=0.0)
+                extra["fvp_fn"] = geometry.fisher_vector_product  # undamped: the transform damps it
+                extra["kl_fn"] = geometry.kl
         updates, optimizer_state = actor_optimizer.update(grads, optimizer_state, params, **extra)
         params = optax.apply_updates(params, updates)
         return (params, optimizer_state), {**diagnostics, **sharpness_diagnostics(optimizer_state)}

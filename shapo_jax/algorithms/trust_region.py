@@ -2,9 +2,12 @@
 
 Each step works on the whole update's batch, as the paper's released code does (SafePO's
 ``trpo.py``, ``trpo_pid.py``, ``cpo.py``, ``crpo.py``). The Fisher-vector product is the
-Hessian-vector product of the mean KL (over batch and action dimensions) at the current
-parameters; it is returned undamped and damped once here, where systems are solved. With
-SHAPO, the gradient is replaced by the ``sharpness_aware`` gradient at the perturbed
+Hessian of the mean KL (over batch and action dimensions) at the current parameters, formed
+as ``J^T M J v`` from the network linearised once (``fisher.gaussian_fisher``; equal to the
+KL's Hessian-vector product to round-off); it is returned undamped and damped once here,
+where systems are solved. ``x^T F~ x`` is read off CG's residual rather than from one more
+product, and each line-search candidate costs one forward pass for everything it checks.
+With SHAPO, the gradient is replaced by the ``sharpness_aware`` gradient at the perturbed
 parameters, and the transform gets this same Fisher-vector product; the line search and
 every KL check stay at the unperturbed parameters (../shared/paper.md, section 2).
 """
@@ -18,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shapo_jax.fisher import conjugate_gradient, hvp_of_kl, tree_add_scaled, tree_scale, tree_vdot
-from shapo_jax.losses import PolicyBatch, mean_policy_kl
-from shapo_jax.networks import gaussian_log_prob
+from shapo_jax.fisher import conjugate_gradient_with_product, gaussian_fisher, tree_add_scaled, tree_scale, tree_vdot
+from shapo_jax.losses import PolicyBatch
+from shapo_jax.networks import gaussian_kl, gaussian_log_prob
 
 CPO_EPSILON = 1e-8  # SafePO cpo.py's EPS in the dual solve
 LINE_SEARCH_DECAY = 0.8  # SafePO: step_frac *= 0.8
@@ -36,7 +39,11 @@ class TrustRegionConfig:
 
 def surrogate_loss(actor_apply, params, batch: PolicyBatch) -> jax.Array:
     """L(theta) = -mean(pi_theta(a|s) / pi_old(a|s) * A), the TRPO surrogate as a loss."""
-    mean, log_std = actor_apply(params, batch.observation)
+    return surrogate_of_outputs(*actor_apply(params, batch.observation), batch)
+
+
+def surrogate_of_outputs(mean: jax.Array, log_std: jax.Array, batch: PolicyBatch) -> jax.Array:
+    """The surrogate loss from the policy's outputs on ``batch.observation`` (no forward pass)."""
     ratio = jnp.exp(gaussian_log_prob(mean, log_std, batch.action) - batch.old_log_prob)
     return -jnp.mean(ratio * batch.advantage)
 
@@ -85,12 +92,25 @@ class TrustRegionGeometry(NamedTuple):
     kl: Callable[[Any], jax.Array]  # theta -> mean KL(pi_current || pi_theta)
     fisher_vector_product: Callable[[Any], Any]  # undamped F v
     damped_fisher_vector_product: Callable[[Any], Any]  # (F + damping I) v
+    outputs: tuple[jax.Array, jax.Array]  # (mean, log_std) of pi_current on the batch
+    kl_of_outputs: Callable[..., jax.Array]  # (mean, log_std) -> mean KL(pi_current || N(mean, std))
 
 
 def geometry_at(actor_apply, params, observation: jax.Array, damping: float) -> TrustRegionGeometry:
-    kl = lambda p: mean_policy_kl(actor_apply, params, p, observation)
-    fvp = hvp_of_kl(kl, params)
-    return TrustRegionGeometry(kl, fvp, lambda v: tree_add_scaled(fvp(v), damping, v))
+    """The policy's KL and Fisher at ``params`` on ``observation``, linearised once.
+
+    The KL is ``losses.mean_policy_kl``'s (mean over batch and action dimensions, paper.md
+    section 2 step 1), with the reference distribution taken from the linearisation instead
+    of a forward pass per call; its Hessian at ``params`` is ``fisher.gaussian_fisher``'s.
+    """
+    distribution = lambda p: actor_apply(p, observation)
+    fisher = gaussian_fisher(distribution, params)
+    reference = jax.lax.stop_gradient((fisher.mean, fisher.log_std))
+    kl_of_outputs = lambda mean, log_std: gaussian_kl(*reference, mean, log_std).mean()
+    kl = lambda p: kl_of_outputs(*distribution(p))
+    fvp = fisher.fisher_vector_product
+    damped = lambda v: tree_add_scaled(fvp(v), damping, v)
+    return TrustRegionGeometry(kl, fvp, damped, reference, kl_of_outputs)
 
 
 def trpo_step(
@@ -112,22 +132,29 @@ def trpo_step(
     gradient, sharpness_state = sharpness_gradient(
         sharpness, sharpness_state, loss, params, geometry.fisher_vector_product, geometry.kl
     )
-    direction = conjugate_gradient(geometry.damped_fisher_vector_product, tree_scale(-1.0, gradient), config.cg_iters)
-    x_f_x = tree_vdot(direction, geometry.damped_fisher_vector_product(direction))
+    direction, damped_direction = conjugate_gradient_with_product(
+        geometry.damped_fisher_vector_product, tree_scale(-1.0, gradient), config.cg_iters
+    )
+    x_f_x = tree_vdot(direction, damped_direction)
     step = tree_scale(jnp.sqrt(2.0 * config.max_kl / (x_f_x + 1e-8)), direction)
-    loss_before = loss(params)
+    loss_before = surrogate_of_outputs(*geometry.outputs, batch)
+
+    def loss_and_kl(candidate):  # one forward pass for both
+        outputs = actor_apply(candidate, batch.observation)
+        return surrogate_of_outputs(*outputs, batch), geometry.kl_of_outputs(*outputs)
 
     def accept(candidate):
-        loss_after = loss(candidate)
-        return jnp.isfinite(loss_after) & (loss_before - loss_after >= 0) & (geometry.kl(candidate) <= config.max_kl)
+        loss_after, kl = loss_and_kl(candidate)
+        return jnp.isfinite(loss_after) & (loss_before - loss_after >= 0) & (kl <= config.max_kl)
 
     scale = line_search(accept, params, step, config.line_search_steps)
     new_params = tree_add_scaled(params, scale, step)
+    loss_after, kl_after = loss_and_kl(new_params)
     diagnostics = {
         "actor_loss": loss_before,
-        "policy_kl": geometry.kl(new_params),
+        "policy_kl": kl_after,
         "line_search_scale": scale,
-        "surrogate_improvement": loss_before - loss(new_params),
+        "surrogate_improvement": loss_before - loss_after,
     }
     return new_params, sharpness_state, diagnostics
 
@@ -168,9 +195,9 @@ def cpo_direction(
     """
     eps = CPO_EPSILON
     g, b, c, delta = reward_gradient, cost_gradient, constraint_value, max_kl
-    x = conjugate_gradient(damped_fisher_vector_product, g, cg_iters)
-    q = tree_vdot(x, damped_fisher_vector_product(x))  # x^T F~ x, equal to g^T x at convergence
-    p = conjugate_gradient(damped_fisher_vector_product, b, cg_iters)
+    x, damped_x = conjugate_gradient_with_product(damped_fisher_vector_product, g, cg_iters)
+    q = tree_vdot(x, damped_x)  # x^T F~ x, equal to g^T x at convergence
+    p, _ = conjugate_gradient_with_product(damped_fisher_vector_product, b, cg_iters)
     r = -tree_vdot(g, p)  # with the loss gradient -g (see the docstring)
     s = tree_vdot(b, p)
     safe_s = jnp.where(s == 0, eps, s)
@@ -242,22 +269,28 @@ def cpo_step(
         tree_scale(-1.0, reward_loss_gradient), cost_gradient, constraint_value,
         geometry.damped_fisher_vector_product, config.max_kl, config.cg_iters,
     )
-    reward_loss_before, cost_before = reward_loss(params), cost_surrogate(params)
+
+    def losses_and_kl(outputs):  # reward loss, cost surrogate and KL from one forward pass
+        return (surrogate_of_outputs(*outputs, batch), -surrogate_of_outputs(*outputs, cost_batch),
+                geometry.kl_of_outputs(*outputs))
+
+    reward_loss_before, cost_before, _ = losses_and_kl(geometry.outputs)
 
     def accept(candidate):
-        reward_loss_after, cost_after = reward_loss(candidate), cost_surrogate(candidate)
+        reward_loss_after, cost_after, kl = losses_and_kl(actor_apply(candidate, batch.observation))
         finite = jnp.isfinite(reward_loss_after) & jnp.isfinite(cost_after)
         reward_ok = (solution.optim_case <= 1) | (reward_loss_before - reward_loss_after >= 0)
         cost_ok = cost_after - cost_before <= jnp.maximum(-constraint_value, 0.0)
-        return finite & reward_ok & cost_ok & (geometry.kl(candidate) <= config.max_kl)
+        return finite & reward_ok & cost_ok & (kl <= config.max_kl)
 
     scale = line_search(accept, params, solution.step, config.line_search_steps)
     new_params = tree_add_scaled(params, scale, solution.step)
+    reward_loss_after, _, kl_after = losses_and_kl(actor_apply(new_params, batch.observation))
     diagnostics = {
         "actor_loss": reward_loss_before,
-        "policy_kl": geometry.kl(new_params),
+        "policy_kl": kl_after,
         "line_search_scale": scale,
-        "surrogate_improvement": reward_loss_before - reward_loss(new_params),
+        "surrogate_improvement": reward_loss_before - reward_loss_after,
         "cpo_case": solution.optim_case.astype(jnp.float32),
         "cpo_lambda": solution.multiplier,
         "cpo_nu": solution.cost_multiplier,
