@@ -252,6 +252,8 @@ def prepare_out(path: str) -> str:
     if extension not in FORMATS:
         raise PlotError(f"--out: {path}: give a file ending in {', '.join(FORMATS)}")
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise PlotError(f"--out: cannot write {path}: {folder} is not a directory")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
@@ -306,14 +308,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def plot(args: argparse.Namespace, warn=print) -> tuple[str, list[str]]:
-    """Checks everything, then draws and writes; returns the path and the legend labels."""
-    out = prepare_out(args.out)
+    """Checks everything, then draws and writes; returns the path and the legend labels.
+    The extension of --out is checked first, before reading any run."""
+    if os.path.splitext(args.out)[1].lower() not in FORMATS:
+        raise PlotError(f"--out: {args.out}: give a file ending in {', '.join(FORMATS)}")
     groups = load_groups(args.runs, args.separate, warn)
     check_request([run for group in groups for run in group.runs], args.metrics, args.x)
     if args.label is not None and len(args.label) != len(groups):
         raise PlotError(f"--label: {len(args.label)} label(s) for {len(groups)} line(s): "
                         f"{'; '.join(default_labels(groups))}")
     labels = args.label if args.label is not None else default_labels(groups)
+    out = prepare_out(args.out)  # last: bad input leaves no folder behind
     save(make_figure(groups, args.metrics, args.x, args.band, labels, args.title), out)
     return out, labels
 
