@@ -272,3 +272,28 @@ def test_shapo_train_logs_to_wandb_offline(tmp_path, tmp_path_factory):
                 b"perturbation_radius", b"cost_limit", b"env_steps_per_second", b"group-g", b"name-n", b"shapo-test"):
         assert key in data, key
     assert (tmp_path / "run" / "metrics.csv").exists() and not (tmp_path / "wandb").exists()
+
+
+def test_start_wandb_passes_the_flags_and_reports_a_failure_in_one_line(monkeypatch):
+    import sys
+    import types
+
+    from shapo_jax.config import ConfigError, TrainConfig
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if kwargs["project"] == "offline-and-no-key":
+            raise RuntimeError("api_key not configured (no-tty).\ncall wandb.login(key=...)")
+        return "the run"
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    assert reporting.start_wandb(TrainConfig(), {"a": 1}) is None and not calls  # not asked for
+    config = TrainConfig(wandb_project="p", wandb_entity="e", wandb_group="g", wandb_name="n")
+    assert reporting.start_wandb(config, {"rho": 0.05}) == "the run"
+    assert calls[-1] == {"project": "p", "entity": "e", "group": "g", "name": "n", "config": {"rho": 0.05},
+                         "job_type": "train"}
+    with pytest.raises(ConfigError) as info:
+        reporting.start_wandb(TrainConfig(wandb_project="offline-and-no-key"), {})
+    assert info.value.flag == "--wandb-project" and "\n" not in str(info.value) and "api_key" in str(info.value)
