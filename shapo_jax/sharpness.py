@@ -121,8 +121,8 @@ def sharpness_aware(
       * ``grad_fn``: ``θ -> ∇L(θ)`` for the *same* loss (same batch, same
         advantages, same old log-probabilities), required;
       * ``fvp_fn``: ``v -> F v``, the UNDAMPED Fisher-vector product at
-        ``params`` (e.g. :func:`shapo_jax.fisher.gaussian_fisher` or
-        :func:`shapo_jax.fisher.hvp_of_kl`), required for the
+        ``params`` (e.g. ``shapo_jax.fisher.gaussian_fisher(...)
+        .fisher_vector_product`` or :func:`shapo_jax.fisher.hvp_of_kl`), required for the
         Fisher geometry and ignored by the Euclidean one;
       * ``kl_fn``: optional ``θ -> mean KL(π_params ‖ π_θ)``. Fisher geometry:
         backtracks against ``δ`` (``target_kl``, or ``ρ²/2`` when the radius was

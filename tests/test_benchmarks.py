@@ -43,6 +43,29 @@ def test_throughput_requires_out():
         load("throughput").build_parser().parse_args([])
 
 
+def test_throughput_targets_and_fisher_settings():
+    """The paper's setting (TRPO-PID with Fisher SHAPO) and PPO's Fisher SHAPO have targets, and
+    the JSON records what Fisher SHAPO ran with (paper.md section 2)."""
+    from shapo_jax.config import PAPER_PRESET, TrainConfig
+
+    throughput = load("throughput")
+    assert throughput.TARGETS["trpo_shapo_overhead"] == ("<=", 1.10)
+    assert throughput.TARGETS["shapo_fisher_overhead"] == ("<=", 1.25)
+    settings = throughput.fisher_settings(TrainConfig(), 1e-5)
+    assert settings["target_kl"] == 1e-5
+    assert {k: settings[k] for k in ("cg_iters", "damping")} == {
+        "cg_iters": PAPER_PRESET["cg_iters"], "damping": PAPER_PRESET["cg_damping"]}
+    assert (settings["backtrack_factor"], settings["backtrack_tries"], settings["fallback_scale"]) == (0.8, 10, 0.1)
+    assert settings["trust_region_cg_iters"] == 15 and settings["line_search_steps"] == 15
+    assert settings["fisher_vector_product"] == "gauss_newton"
+
+
+def test_throughput_ratio_summary_pairs_rounds():
+    summary = load("throughput")._ratio_summary([(2.0, 1.0), (3.0, 2.0), (9.0, 3.0)])
+    assert summary["median"] == 2.0 and summary["per_round"] == [2.0, 1.5, 3.0]
+    assert summary["ratio_of_medians"] == 1.5 and summary["ratio_of_minimums"] == 2.0
+
+
 def test_pareto_config_turns_the_transform_on():
     pareto = load("pareto")
     config, rhos = pareto.make_config(pareto.build_parser().parse_args([]))
