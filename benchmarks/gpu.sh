@@ -4,15 +4,16 @@
 #   1. env_throughput.py: navigation env-only at 4096 envs, SafetyPointGoal1, SafetyPointButton1,
 #      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
 #   2. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
-#   3. throughput.py at 4096 envs (Fisher variant skipped)   4. scaling.py (1024 and 4096 envs,
-#      4 and 16 seeds x 256 envs)
+#   3. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
+#      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes)
+#   4. scaling.py: 1024 and 4096 envs, 16 seeds x 256 envs
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
 # SCALE (default 1), capped by what is left of BUDGET_S (default 470 s); a part that fails or
 # times out is reported and the next one runs (the scripts write their JSON as they go, so
 # partial results survive). ONLY="paper_throughput scaling" runs just those parts, e.g. to
 # rerun one that timed out: ONLY=scaling SCALE=3 BUDGET_S=580 bash benchmarks/gpu.sh
 #
-#   bash benchmarks/gpu.sh             # on the GPU machine, from anywhere
+#   bash benchmarks/gpu.sh             # on the GPU machine, from anywhere (JAX with CUDA: pip install -e '.[cuda12]')
 #   bash benchmarks/gpu.sh --dry-run   # print the commands, run nothing (no GPU needed)
 #   bash benchmarks/gpu.sh --tiny      # the same commands at tiny sizes on any device, into
 #                                      # OUT_DIR (default a new temp dir): checks the script on CPU
@@ -76,9 +77,15 @@ else
   NAV_SIZES=(--num-envs 4096 --steps 100 --repeats 2)
   SG_STEPS=1000
   PAPER_SIZES=(--seeds 16 --updates 3)
-  THROUGHPUT_SIZES=(--num-envs 4096 --rounds 5 --skip fisher)
-  SCALING_SIZES=(--num-envs 1024 4096 --seeds 4 16 --seed-envs 256 --repeats 3)
+  THROUGHPUT_SIZES=(--num-envs 4096 --rounds 5)
+  SCALING_SIZES=(--num-envs 1024 4096 --seeds 16 --seed-envs 256 --repeats 3)
 fi
+if [ -z "${THROUGHPUT_SKIP+set}" ]; then
+  THROUGHPUT_SKIP=fisher
+  "$PY" benchmarks/throughput.py --help 2> /dev/null | grep -qE -- '--skip \[\{[a-z,]*trpo' && THROUGHPUT_SKIP="fisher trpo"
+fi
+# shellcheck disable=SC2206  # a word list
+[ -n "$THROUGHPUT_SKIP" ] && THROUGHPUT_SIZES+=(--skip $THROUGHPUT_SKIP)
 if [ -x "$SG_PY" ]; then SG_FLAGS=(--sg-python "$SG_PY" --sg-steps "$SG_STEPS"); else SG_FLAGS=(--no-sg); fi
 
 # --- running one part -------------------------------------------------------------------------
@@ -118,12 +125,12 @@ else
 fi
 
 # shellcheck disable=SC2086  # NAV_TASKS is a word list
-part navigation_jax 110 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" "${SG_FLAGS[@]}" \
+part navigation_jax 100 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" "${SG_FLAGS[@]}" \
   --out "$OUT/env_throughput_navigation_$suffix.json"
-part paper_throughput 130 "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" \
+part paper_throughput 170 "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" \
   --out "$OUT/paper_throughput_$suffix.json"
-part throughput 120 "$PY" benchmarks/throughput.py "${THROUGHPUT_SIZES[@]}" --out "$OUT/throughput_$suffix.json"
-part scaling 90 "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
+part throughput 110 "$PY" benchmarks/throughput.py "${THROUGHPUT_SIZES[@]}" --out "$OUT/throughput_$suffix.json"
+part scaling 80 "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
 if "$PY" benchmarks/env_throughput.py --help 2> /dev/null | grep -q -- --physics-impl; then
   # shellcheck disable=SC2086
   part navigation_warp 90 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" --no-sg \
