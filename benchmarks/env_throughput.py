@@ -155,11 +155,11 @@ def sg_ratios(rows: list[dict], sg: dict) -> dict:
 
 
 def sg_line(name: str, sg: dict) -> str:
+    """The console line of one task's SG figure and our ratios to it."""
     if sg["sg_steps_per_s"] is None:
         return f"{name:28s} Safety-Gymnasium: {sg['run'].get('error')}"
     ratios = "  ".join(f"x{n}: {r:.2f}x" for n, r in sg["ratio_vs_sg"].items())
     return f"{name:28s} Safety-Gymnasium single env {sg['sg_steps_per_s']:8.0f} steps/s; ours / SG  {ratios}"
-
 
 
 def build_parser() -> argparse.ArgumentParser:
