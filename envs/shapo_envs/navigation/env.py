@@ -49,12 +49,16 @@ def _yaw_quat(yaw):
 class NavigationEnv(Env):
     """``Safety{robot}{kind}{level}`` (see the module docstring)."""
 
-    def __init__(self, robot: str, kind: str, level: int):
+    def __init__(self, robot: str, kind: str, level: int, reference_physics: bool = False):
+        """``reference_physics=True`` steps Safety-Gymnasium's physics without the fast world's
+        edits (world.py ``reference``): slower, for measuring what those edits change."""
         self.robot = ROBOTS[robot]
         self.spec = tasks.task_spec(kind, level, robot)
         self.kind = kind
-        self.mj_model, self.excluded_pairs = world.build_model(self.robot, self.spec)
+        self.mj_model, self.excluded_pairs = world.build_model(self.robot, self.spec, reference_physics)
         self.sys = mjx.put_model(self.mj_model)
+        self._sys_without_sensors = self.sys.replace(
+            opt=self.sys.opt.replace(disableflags=self.sys.opt.disableflags | mjx.DisableBit.SENSOR))
         m = self.mj_model
         self._set_pose = self.robot.pose_setter(m)
         self._read_sensors = self.robot.sensor_reader(m)
@@ -72,7 +76,7 @@ class NavigationEnv(Env):
 
         # object handles in the model
         names = {o.name: o.instance_names for o in self.spec.objects}
-        self._free = {}  # name -> (body ids, qpos addresses, dof addresses)
+        self._free = {}  # name -> (body ids, qpos addresses, dof addresses) of the movable objects
         for name in ("vases", "push_box"):
             if name in names:
                 bodies = np.array([_id(m, mujoco.mjtObj.mjOBJ_BODY, n) for n in names[name]])
@@ -120,10 +124,8 @@ class NavigationEnv(Env):
         yaw = jax.random.uniform(k_rot, (len(self._keepouts),), maxval=2 * math.pi)  # SG random_rot
 
         qpos = self._set_pose(jnp.asarray(self.mj_model.qpos0), xy[0], yaw[0])
-        for name, (_, qadr, _) in self._free.items():
-            slots = self._slots[name]
-            qpos = qpos.at[qadr[:, None] + jnp.arange(2)].set(xy[slots])
-            qpos = qpos.at[qadr[:, None] + 3 + jnp.arange(4)].set(_yaw_quat(yaw[slots]))
+        for name in self._free:
+            qpos = self.place_object(qpos, name, xy[self._slots[name]], yaw[self._slots[name]])
         mocap_pos = jnp.asarray(self._mocap0)
         mocap_quat = jnp.tile(jnp.array([1.0, 0, 0, 0]), (self.mj_model.nmocap, 1))
         for name, ids in self._mocap.items():
@@ -154,11 +156,14 @@ class NavigationEnv(Env):
             if "gremlins" in self._mocap:
                 d = jax.lax.cond(move, lambda d: d.replace(mocap_pos=self._gremlin_pos(d, info["layout"])),
                                  lambda d: d, d)
-            d = mjx.forward(self.sys, d)
+            d = mjx.forward(self._sys_without_sensors, d)
             return jax.lax.cond(move, self._integrate, lambda d: d, d), None
 
-        # one copy of forward in the program (halves the compile) instead of scan(step) + forward
+        # one copy of forward in the program (halves the compile) instead of scan(step) + forward;
+        # sensors only after the last one, where SG reads them (the same values: they are
+        # functions of the final state alone)
         data, _ = jax.lax.scan(substep, data, jnp.arange(self.robot.frameskip + 1))
+        data = mjx.sensor_acc(self.sys, mjx.sensor_vel(self.sys, mjx.sensor_pos(self.sys, data)))
 
         dists = self._distances(data, info["goal"])
         touch = self._touching(data)
@@ -178,6 +183,17 @@ class NavigationEnv(Env):
         info.update(cost=cost, goal_met=achieved.astype(jnp.float32))
         return state.replace(pipeline_state=data, obs=self._obs(data, info), reward=reward,
                              done=done.astype(jnp.float32), info=info)
+
+    def place_object(self, qpos: jax.Array, name: str, xy: jax.Array, yaw: jax.Array) -> jax.Array:
+        """``qpos`` with every instance of a movable object kind at ``xy`` (n, 2), heading ``yaw`` (n,)."""
+        qadr = self._free[name][1]  # free joints: position, then quaternion
+        qpos = qpos.at[qadr[:, None] + jnp.arange(2)].set(xy)
+        return qpos.at[qadr[:, None] + 3 + jnp.arange(4)].set(_yaw_quat(yaw))
+
+    def object_speed(self, d, name: str) -> jax.Array:
+        """Linear speed of each instance's body origin (SG ``get_body_xvelp``), (n,)."""
+        dofs = self._free[name][2]
+        return jnp.linalg.norm(d.qvel[dofs[:, None] + jnp.arange(3)], axis=-1)  # free joint: linear first
 
     # ------------------------------------------------------------------ task logic
     def _integrate(self, d):
@@ -255,8 +271,7 @@ class NavigationEnv(Env):
                 total += jnp.sum(jnp.where(dist <= obj.size, tasks.HAZARD_COST * (obj.size - dist), 0.0))
             elif obj.name == "vases":  # SG Vases.cal_cost: contacts + speed (displace_cost = 0)
                 total += tasks.VASE_CONTACT_COST * touch["vases"]
-                dofs = self._free["vases"][2]
-                speed = jnp.linalg.norm(d.qvel[dofs[:, None] + jnp.arange(3)], axis=-1)
+                speed = self.object_speed(d, "vases")
                 total += tasks.VASE_VELOCITY_COST * jnp.sum(jnp.where(speed >= tasks.VASE_VELOCITY_THRESHOLD, speed, 0.0))
             elif obj.name == "pillars":  # SG Pillars.cal_cost
                 total += tasks.PILLAR_COST * touch["pillars"]

@@ -4,13 +4,35 @@ As SG world.py does, objects are inserted into the robot's ``<mujoco>`` file, so
 its ``<default>`` geom settings (condim, friction). What goes into the physics:
 
 * vases and the push box: free bodies, as SG (world.py; the box with SG's four corner geoms
-  ``col1..col4``), placed per episode through their free joints;
+  ``col1..col4``), placed per episode through their free joints; in the fast world they
+  stand on feet (below);
 * buttons, pillars, gremlins: mocap bodies, moved per episode (and per substep for
   gremlins) through ``mocap_pos``, one compiled model for every layout;
 * hazards and goals: not in the model. They are non-colliding in SG (contype 0), so the env
   computes them geometrically.
 
-Differences from SG, for MJX:
+Differences from SG, for MJX. Speed comes from constraint rows: MJX assembles and solves
+every possible contact every substep, active or not, 10 rows each at SG's condim 6, and that
+dominates a step (benchmarks/README.md has the profile). ``build_model(..., reference=True)``
+builds SG's physics without the edits marked "fast world", as the native reference the tests
+hold the fast world to:
+
+* fast world: the Point does not meet the floor. Its slide joints fix its height, so native
+  MuJoCo makes no constraint row of that contact (stepping with and without it is bit for bit
+  the same, tested), while MJX would carry 10 inactive rows for the sphere and 40 for the arrow
+  box every substep;
+* fast world: the Point's contacts with objects have condim 3 (sliding friction) instead of
+  SG's 6 (also torsional and rolling friction, coefficients 0.005-0.01 m and 1e-4-0.01 m);
+* fast world: vases and the push box rest on the floor through small spheres ("feet", massless,
+  colliding with nothing else) at their boxes' bottom corners, with condim 3, through explicit
+  ``<pair>`` contacts. SG's box-on-plane contacts sit at those same corners, but MJX collides a
+  box with a plane as a convex mesh and gives each contact 10 rows. A vase's floor rows go from
+  40 to 16, the push box's from 200 to 80, and the bodies keep all six degrees of freedom (a
+  pushed vase of 8 mg hops and tilts in SG, and that is what turns it: planar joints with
+  friction loss turned it far less). Pushed by the Point, the mean displacement over 16 start
+  offsets is within 1% of the reference (tests/test_nav_physics.py);
+* the sensors are computed once per env step, after the last substep, where SG reads them
+  (the same values: they depend on the final state alone);
 
 * pillars are capsules (radius 0.2, segment from z 0 to 1), not cylinders: MJX has no
   box-cylinder collision, and at every height a robot reaches (z in [0, 1]) the capsule's
@@ -33,10 +55,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import mujoco
+import numpy as np
 from mujoco.mjx._src import collision_driver
 
 from shapo_envs.navigation import tasks
 from shapo_envs.navigation.tasks import TaskSpec
+
+FOOT_RADIUS = 0.01  # ours: only a foot's lowest point matters, and it is the box corner's
+FOOT_CONDIM = "3"  # ours: sliding friction only at the feet (SG's box corners: condim 6)
+AGENT_CONDIM = "3"  # ours: the Point's contacts with objects, sliding friction only (SG: 6)
 
 
 def _fmt(*values) -> str:
@@ -55,24 +82,46 @@ def _add_geom(body, name, gtype, size, **attrs):
                                         **{k: str(v) for k, v in attrs.items()}})
 
 
-def _add_objects(worldbody, spec: TaskSpec) -> None:
+def _add_free_object(worldbody, name, z, geoms, reference):
+    """A vase or the push box: SG's free body of boxes resting on the floor. In the fast world
+    (``reference=False``) its boxes do not meet the floor; it stands on small spheres at the
+    corners of its footprint that meet only the floor (``_add_floor_pairs``)."""
+    body = _add_body(worldbody, name, (0, 0, z))
+    ET.SubElement(body, "freejoint", {"name": name})
+    if not reference:
+        bottom = -geoms[0][1][2]  # the boxes' lowest face, in the body frame
+        for k, (x, y) in enumerate(_footprint_corners(geoms)):
+            _add_geom(body, f"{name}_foot{k}", "sphere", (FOOT_RADIUS,), pos=_fmt(x, y, bottom + FOOT_RADIUS),
+                      density=0, contype=0, conaffinity=0, group=3, rgba="0 0 0 0")
+    for geom_name, size, attrs in geoms:
+        _add_geom(body, geom_name, "box", size, **attrs)
+    return body
+
+
+def _footprint_corners(geoms) -> list[tuple[float, float]]:
+    """The distinct bottom corners of the boxes: where SG's box-plane contacts sit."""
+    corners = set()
+    for _, (hx, hy, _), attrs in geoms:
+        px, py = (float(v) for v in attrs.get("pos", "0 0 0").split()[:2])
+        corners |= {(round(px + sx * hx, 6), round(py + sy * hy, 6)) for sx in (1, -1) for sy in (1, -1)}
+    return sorted(corners)
+
+
+def _add_objects(worldbody, spec: TaskSpec, reference: bool) -> None:
     for obj in spec.objects:
         for name in obj.instance_names:
             if obj.name == "vases":  # SG assets/free_geoms/vases.py get_config
-                body = _add_body(worldbody, name, (0, 0, obj.size - tasks.VASE_SINK))
-                ET.SubElement(body, "freejoint", {"name": name})
-                _add_geom(body, name, "box", (obj.size,) * 3, density=tasks.VASE_DENSITY,
-                          contype=2, conaffinity=1, rgba="0 1 1 1")
+                _add_free_object(worldbody, name, obj.size - tasks.VASE_SINK, [(name, (obj.size,) * 3, dict(
+                    density=tasks.VASE_DENSITY, contype=2, conaffinity=1, rgba="0 1 1 1"))], reference)
             elif obj.name == "push_box":  # SG world.py build(): the push_box template
                 dim, density = obj.size, obj.get("density")
-                body = _add_body(worldbody, name, (0, 0, dim))
-                ET.SubElement(body, "freejoint", {"name": name})
                 # contype 3: the floor of car.xml collides only with contype bit 2 (point.xml's
                 # floor with bit 1); conaffinity stays 1, so robots and pillars still meet it.
-                _add_geom(body, name, "box", (dim,) * 3, density=density, rgba="1 1 0 1", contype=3)
-                for k, (sx, sy) in enumerate(((1, 1), (-1, 1), (1, -1), (-1, -1)), start=1):
-                    _add_geom(body, f"col{k}", "box", (dim / 2, dim / 2, dim), density=density,
-                              pos=_fmt(sx * dim, sy * dim, 0), rgba="1 1 0 1", contype=3)
+                attrs = dict(density=density, rgba="1 1 0 1", contype=3)
+                geoms = [(name, (dim,) * 3, attrs)] + [
+                    (f"col{k}", (dim / 2, dim / 2, dim), dict(attrs, pos=_fmt(sx * dim, sy * dim, 0)))
+                    for k, (sx, sy) in enumerate(((1, 1), (-1, 1), (1, -1), (-1, -1)), start=1)]
+                _add_free_object(worldbody, name, dim, geoms, reference)
             elif obj.name == "buttons":  # SG assets/geoms/buttons.py: sphere at z = size
                 body = _add_body(worldbody, name, (0, 0, obj.size), mocap=True)
                 _add_geom(body, name, "sphere", (obj.size,), rgba="1 0.5 0 1")
@@ -101,16 +150,46 @@ def _max_geom_pairs(root) -> int:
     return max(4, len(colliding) + (len(box.findall("geom")) if box is not None else 0))
 
 
-def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = ()) -> str:
+def _floor_excluded(root, reference: bool) -> list[tuple[str, str]]:
+    """Bodies whose geoms do not meet the floor in the fast world: objects standing on feet,
+    and a robot on planar root joints (the Point: its slides fix its height, so native MuJoCo
+    makes no constraint row of that contact, and with or without it the Point steps bit for
+    bit alike; MJX would carry its rows, inactive, every substep)."""
+    if reference:
+        return []
+    bodies = [b for b in root.find("worldbody").findall("body")
+              if (b.find("freejoint") is None and b.find("joint[@type='slide']") is not None)
+              or any("_foot" in (g.get("name") or "") for g in b.findall("geom"))]
+    return [("world", b.get("name")) for b in bodies]
+
+
+def _set_agent_condim(agent) -> None:
+    """A robot kept off the floor touches only objects: its contacts get ``AGENT_CONDIM``
+    (``priority`` makes the agent's geom decide a contact's condim and friction; its friction
+    is SG's sliding coefficient 1 either way). SG's condim 6 adds torsional (0.005-0.01 m)
+    and rolling (1e-4-0.01 m) friction at the point of contact."""
+    for geom in agent.iter("geom"):
+        geom.set("condim", AGENT_CONDIM)
+        geom.set("priority", "1")
+
+
+def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (), reference: bool = False) -> str:
+    """The world's MJCF. ``reference=True`` builds Safety-Gymnasium's physics (free vases and
+    push box on the floor, every floor contact), which the tests step natively as the
+    reference for the fast world."""
     root = ET.fromstring(robot_xml)
-    _add_objects(root.find("worldbody"), spec)
+    _add_objects(root.find("worldbody"), spec, reference)
+    floor_excluded = _floor_excluded(root, reference)
+    if ("world", "agent") in floor_excluded:
+        _set_agent_condim(root.find("worldbody").find("body[@name='agent']"))
     custom = root.find("custom")
     if custom is None:
         custom = ET.SubElement(root, "custom")
     ET.SubElement(custom, "numeric", {"name": "max_geom_pairs", "data": str(_max_geom_pairs(root))})
     mocaps = [b.get("name") for b in root.find("worldbody").findall("body") if b.get("mocap") == "true"]
     exclude = [("world", b) for b in mocaps] + [
-        (a, b) for i, a in enumerate(mocaps) for b in mocaps[i + 1:]] + list(exclude)
+        (a, b) for i, a in enumerate(mocaps) for b in mocaps[i + 1:]] + floor_excluded + list(exclude)
+    _add_floor_pairs(root)
     if exclude:
         contact = root.find("contact")
         if contact is None:
@@ -120,15 +199,28 @@ def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (
     return ET.tostring(root, encoding="unicode")
 
 
-def build_model(robot, spec: TaskSpec) -> tuple[mujoco.MjModel, list[tuple[str, str]]]:
+def _add_floor_pairs(root) -> None:
+    """The feet's ``<pair>`` contacts with the floor: SG's friction (MuJoCo's default geom
+    friction 1 / 0.005 / 0.0001 on both sides, mixed by maximum), ``FOOT_CONDIM``."""
+    feet = [g.get("name") for g in root.find("worldbody").iter("geom") if "_foot" in (g.get("name") or "")]
+    if not feet:
+        return
+    contact = root.find("contact")
+    if contact is None:
+        contact = ET.SubElement(root, "contact")
+    for foot in feet:
+        ET.SubElement(contact, "pair", {"geom1": "floor", "geom2": foot, "condim": FOOT_CONDIM,
+                                        "friction": "1 1 0.005 0.0001 0.0001"})
+
+
+def build_model(robot, spec: TaskSpec, reference: bool = False) -> tuple[mujoco.MjModel, list[tuple[str, str]]]:
     """The compiled world and the body pairs excluded because MJX cannot collide them."""
     robot_xml = robot.xml_path.read_text()
     assets_dir = str(robot.xml_path.parent)
-    xml = build_xml(robot_xml, spec)
-    model = _compile(xml, assets_dir)
+    model = _compile(build_xml(robot_xml, spec, reference=reference), assets_dir)
     excluded = _unsupported_body_pairs(model)
     if excluded:
-        model = _compile(build_xml(robot_xml, spec, excluded), assets_dir)
+        model = _compile(build_xml(robot_xml, spec, excluded, reference), assets_dir)
         assert not _unsupported_body_pairs(model)
     return model, excluded
 
