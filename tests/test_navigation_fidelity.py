@@ -37,8 +37,9 @@ K_SIGMA = 4.0  # ~6e-5 two-sided false-alarm rate per statistic if both sides ar
 MEAN_SE_FLOOR = 1e-6  # a statistic that is constant on both sides (level-0 cost: all 0) has SE 0
 STATS = ("reward_per_step", "abs_reward_per_step", "cost_per_step", "cost_episode_rate")
 DEFAULT = ("SafetyPointGoal1", "SafetyPointButton1")
-# Envs per task: enough that the MJX side's standard error is comparable with SG's fixture
-# (100 episodes for the paper tasks, 30 otherwise) at a cost a 2-core CPU can pay.
+# Envs per task: the MJX side's standard error at or below SG's (fixture: 100 episodes for the
+# paper tasks, 10-20 otherwise). Compiling dominates (~1 min a Point task, more for Car/Push on a
+# loaded 2-core CPU), so envs are cheap for Point; Car steps ~10x slower, hence 16.
 NUM_ENVS = {name: (64 if name in DEFAULT else 32 if "Point" in name else 16) for name in NAMES}
 # Per-task relative tolerances (fraction of |mean_sg|), each justified by a measurement and a
 # documented difference of the port; empty while every task passes at K_SIGMA alone.

@@ -28,11 +28,12 @@ every task, so an interrupted run keeps the tasks it finished; ``--tasks`` with 
 Default episodes: 100 for the paper tasks (SafetyPointGoal1, SafetyPointButton1; run first),
 20 for the other 16. Each SG reset rebuilds the MuJoCo model (~0.9 s) and 1000 steps take
 0.4 s (level 0/1) to 1.2 s (level 2) on a free core, so the default run is ~20-25 min there.
-The committed fixture was measured on a 2-core AMD EPYC shared with four other jobs (load ~9),
-niced, where SG ran at 70-190 steps/s: SafetyPointGoal1 and SafetyPointButton1 with 100 episodes
-(one process, RUN_PAPER), SafetyPointGoal0 with 20, the other 15 with ``--episodes 10`` in three
-parallel processes (RUN_REST), merged with ``--merge`` (per-task ``command`` and ``wall_s`` in
-the JSON).
+The committed fixture was measured niced on a 2-core AMD EPYC shared with four other jobs (load
+~9-12), where SG ran at only 30-90 steps/s: 47 min wall clock in all, as parallel processes:
+SafetyPointGoal1 (100 episodes, 20 min) and SafetyPointButton1 (100, 27 min) in one process
+each, SafetyPointGoal0 (20, 4 min), the other 15 with ``--episodes 10`` in three processes of
+five tasks (14-24 min each), then merged with ``--merge`` (per-task ``command``, ``date`` and
+``wall_s`` in the JSON).
 """
 
 from __future__ import annotations
