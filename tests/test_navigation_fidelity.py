@@ -13,8 +13,11 @@ mean cost per step (``info["cost"]``, SG's 0/1 indicator) and whether any step c
 compared as ``|mean_mjx - mean_sg| <= K_SIGMA * sqrt(se_mjx^2 + se_sg^2)`` (plus a per-task
 relative tolerance only where a documented port difference demands one; none so far).
 
-Default run: SafetyPointGoal1 and SafetyPointButton1 (the paper's tasks); the other 16 under
-``-m slow`` (Car tasks step at a few hundred steps/s on a small CPU, so they use fewer envs).
+Default run: SafetyPointGoal1 and SafetyPointButton1 (the paper's tasks), ~2 min on a loaded
+2-core CPU (compiling dominates); the other 16 under ``-m slow`` (2-12 min each there; Car tasks
+step ~10x slower, so they use fewer envs). What 4 sigma can see at these sizes (PointGoal1): a
+~20% change in |reward| per step (how fast the robot moves), but only a ~150% change in cost per
+step and ~0.27 in the cost-episode rate: costs under a random policy are rare and heavy-tailed.
 """
 
 from __future__ import annotations

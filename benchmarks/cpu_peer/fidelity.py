@@ -11,7 +11,9 @@ Runs in the separate Python 3.10 virtualenv made by ``setup.sh`` (no project imp
 
 Policy: i.i.d. uniform actions in [-1, 1]^action_size (every navigation robot's action space is
 exactly that box; checked), drawn from ``numpy.random.default_rng([seed, episode])``; episode
-``e`` starts from ``env.reset(seed=seed + e)``, so any episode can be replayed alone. An episode
+``e`` starts from ``env.reset(seed=seed + e)``, so any episode can be replayed alone (the same
+seeds in every task: tasks measured with few episodes share action sequences, so their
+deviations from the mean are correlated across tasks). An episode
 runs until Safety-Gymnasium ends it: truncation at 1000 steps (``num_steps`` in
 safety_gymnasium/builder.py) or termination (goal resample failure, MuJoCo exception).
 Recorded per episode: steps, sum of reward, sum of |reward| (the dense reward is the change in
