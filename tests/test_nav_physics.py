@@ -1,7 +1,7 @@
 """The navigation tasks' fast world against Safety-Gymnasium's physics (world.py ``reference``).
 
-world.py edits the physics for speed: the Point off the floor, its object contacts at condim
-3, vases and the push box on corner feet, sensors once per env step. Each edit is checked here
+world.py edits the physics for speed: the Point off the floor, contacts with and among objects
+at condim 3, vases and the push box on corner feet, sensors once per env step. Each edit is checked here
 against native MuJoCo (float64) stepping the reference world, SG's physics without those edits;
 statistics of whole tasks against SG itself are in test_navigation_fidelity.py.
 """
@@ -17,7 +17,7 @@ from mujoco import mjx
 
 import shapo_envs
 from shapo_envs.navigation import tasks, world
-from shapo_envs.navigation.robots import POINT
+from shapo_envs.navigation.robots import POINT, ROBOTS
 
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 PUSH_STEPS, COAST_STEPS = 40, 40  # env steps driving straight ahead, then with zero action
@@ -74,8 +74,13 @@ def test_fast_world_structure():
     for g in feet:  # a foot's lowest point is its box corner's
         assert abs(fast.geom_pos[g, 2] - fast.geom_size[g, 0] + tasks.PUSH_BOX["Point"][0]) < 1e-9
     agent = [g for g in range(fast.ngeom) if fast.geom_bodyid[g] == fast.body("agent").id]
-    assert set(fast.geom_condim[agent]) == {int(world.AGENT_CONDIM)} and set(fast.geom_priority[agent]) == {1}
+    box = [g for g in range(fast.ngeom) if fast.geom_bodyid[g] == fast.body("push_box").id and g not in feet]
+    assert set(fast.geom_condim[agent + box]) == {int(world.OBSTACLE_CONDIM)} and fast.geom("floor").condim == 6
     assert ref.npair == 0 and set(ref.geom_condim) == {6}
+    # the Car keeps SG's condim 6 where it rolls on the floor (wheels, rear ball), not elsewhere
+    car, _ = world.build_model(ROBOTS["Car"], tasks.task_spec("Goal", 1, "Car"))
+    rolling = {car.geom(n).id for n in ("left", "right", "rear", "floor")}
+    assert all((car.geom_condim[g] == 6) == (g in rolling) for g in range(car.ngeom) if "_foot" not in car.geom(g).name)
 
     def floor_pairs(m):
         from mujoco.mjx._src import collision_driver

@@ -21,8 +21,10 @@ hold the fast world to:
   MuJoCo makes no constraint row of that contact (stepping with and without it is bit for bit
   the same, tested), while MJX would carry 10 inactive rows for the sphere and 40 for the arrow
   box every substep;
-* fast world: the Point's contacts with objects have condim 3 (sliding friction) instead of
-  SG's 6 (also torsional and rolling friction, coefficients 0.005-0.01 m and 1e-4-0.01 m);
+* fast world: contacts between the robot and objects and among objects have condim 3
+  (sliding friction) instead of SG's 6 (also torsional and rolling friction, coefficients
+  0.005-0.01 m and 1e-4-0.01 m, at the point of contact); what rolls on the floor (the Car's
+  wheels and rear ball) keeps condim 6;
 * fast world: vases and the push box rest on the floor through small spheres ("feet", massless,
   colliding with nothing else) at their boxes' bottom corners, with condim 3, through explicit
   ``<pair>`` contacts. SG's box-on-plane contacts sit at those same corners, but MJX collides a
@@ -63,7 +65,7 @@ from shapo_envs.navigation.tasks import TaskSpec
 
 FOOT_RADIUS = 0.01  # ours: only a foot's lowest point matters, and it is the box corner's
 FOOT_CONDIM = "3"  # ours: sliding friction only at the feet (SG's box corners: condim 6)
-AGENT_CONDIM = "3"  # ours: the Point's contacts with objects, sliding friction only (SG: 6)
+OBSTACLE_CONDIM = "3"  # ours: robot-object and object-object contacts, sliding friction only (SG: 6)
 
 
 def _fmt(*values) -> str:
@@ -143,11 +145,14 @@ def _unsupported_body_pairs(m: mujoco.MjModel) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
+def _colliding(body) -> list:
+    return [g for g in body.iter("geom") if g.get("contype", "1") != "0" or g.get("conaffinity", "1") != "0"]
+
+
 def _max_geom_pairs(root) -> int:
     agent = root.find("worldbody").find("body[@name='agent']")
-    colliding = [g for g in agent.iter("geom") if g.get("contype", "1") != "0" or g.get("conaffinity", "1") != "0"]
     box = root.find("worldbody").find("body[@name='push_box']")
-    return max(4, len(colliding) + (len(box.findall("geom")) if box is not None else 0))
+    return max(4, len(_colliding(agent)) + (len(_colliding(box)) if box is not None else 0))
 
 
 def _floor_excluded(root, reference: bool) -> list[tuple[str, str]]:
@@ -163,14 +168,15 @@ def _floor_excluded(root, reference: bool) -> list[tuple[str, str]]:
     return [("world", b.get("name")) for b in bodies]
 
 
-def _set_agent_condim(agent) -> None:
-    """A robot kept off the floor touches only objects: its contacts get ``AGENT_CONDIM``
-    (``priority`` makes the agent's geom decide a contact's condim and friction; its friction
-    is SG's sliding coefficient 1 either way). SG's condim 6 adds torsional (0.005-0.01 m)
-    and rolling (1e-4-0.01 m) friction at the point of contact."""
-    for geom in agent.iter("geom"):
-        geom.set("condim", AGENT_CONDIM)
-        geom.set("priority", "1")
+def _set_obstacle_condim(worldbody) -> None:
+    """Contacts between the robot and objects, and among objects, at ``OBSTACLE_CONDIM``:
+    every geom but the floor and the Car's wheels and rear ball (what rolls on the floor, which
+    keep SG's condim 6 against it) gets it. MuJoCo gives a contact the larger condim of its two
+    geoms, so only the contacts among the rest change; their sliding friction stays SG's 1."""
+    for geom in worldbody.iter("geom"):
+        rolls = geom.get("type") == "cylinder" or geom.get("name") == "rear"
+        if geom.get("name") != "floor" and not rolls and "_foot" not in (geom.get("name") or ""):
+            geom.set("condim", OBSTACLE_CONDIM)
 
 
 def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (), reference: bool = False) -> str:
@@ -180,8 +186,8 @@ def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (
     root = ET.fromstring(robot_xml)
     _add_objects(root.find("worldbody"), spec, reference)
     floor_excluded = _floor_excluded(root, reference)
-    if ("world", "agent") in floor_excluded:
-        _set_agent_condim(root.find("worldbody").find("body[@name='agent']"))
+    if not reference:
+        _set_obstacle_condim(root.find("worldbody"))
     custom = root.find("custom")
     if custom is None:
         custom = ET.SubElement(root, "custom")
