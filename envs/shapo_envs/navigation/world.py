@@ -33,6 +33,9 @@ hold the fast world to:
   pushed vase of 8 mg hops and tilts in SG, and that is what turns it: planar joints with
   friction loss turned it far less). Pushed by the Point, the mean displacement over 16 start
   offsets is within 1% of the reference (tests/test_nav_physics.py);
+* fast world: the Car's chassis box meets the floor through four such feet at its bottom
+  corners (it touches the floor only when the car tips over); its wheels and rear ball roll on
+  the floor as SG's, condim 6;
 * the sensors are computed once per env step, after the last substep, where SG reads them
   (the same values: they depend on the final state alone);
 
@@ -91,13 +94,28 @@ def _add_free_object(worldbody, name, z, geoms, reference):
     body = _add_body(worldbody, name, (0, 0, z))
     ET.SubElement(body, "freejoint", {"name": name})
     if not reference:
-        bottom = -geoms[0][1][2]  # the boxes' lowest face, in the body frame
-        for k, (x, y) in enumerate(_footprint_corners(geoms)):
-            _add_geom(body, f"{name}_foot{k}", "sphere", (FOOT_RADIUS,), pos=_fmt(x, y, bottom + FOOT_RADIUS),
-                      density=0, contype=0, conaffinity=0, group=3, rgba="0 0 0 0")
+        _add_feet(body, name, geoms)
     for geom_name, size, attrs in geoms:
         _add_geom(body, geom_name, "box", size, **attrs)
     return body
+
+
+def _add_feet(body, name, geoms) -> None:
+    """Massless spheres at the boxes' bottom corners, meeting nothing but the floor (pairs)."""
+    bottom = min(float(attrs.get("pos", "0 0 0").split()[2]) - hz for _, (_, _, hz), attrs in geoms)
+    for k, (x, y) in enumerate(_footprint_corners(geoms)):
+        _add_geom(body, f"{name}_foot{k}", "sphere", (FOOT_RADIUS,), pos=_fmt(x, y, bottom + FOOT_RADIUS),
+                  density=0, contype=0, conaffinity=0, group=3, rgba="0 0 0 0")
+
+
+def _add_chassis_feet(agent) -> None:
+    """A free-jointed robot (the Car): its chassis box meets the floor only through feet at its
+    bottom corners (it does so only when the car tips over; its wheels and ball roll as SG's)."""
+    chassis = agent.find("geom[@name='agent'][@type='box']")
+    if agent.find("joint[@type='free']") is None or chassis is None:
+        return
+    size = tuple(float(v) for v in chassis.get("size").split())
+    _add_feet(agent, "agent", [("agent", size, {"pos": chassis.get("pos", "0 0 0")})])
 
 
 def _footprint_corners(geoms) -> list[tuple[float, float]]:
@@ -185,9 +203,10 @@ def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (
     reference for the fast world."""
     root = ET.fromstring(robot_xml)
     _add_objects(root.find("worldbody"), spec, reference)
-    floor_excluded = _floor_excluded(root, reference)
     if not reference:
         _set_obstacle_condim(root.find("worldbody"))
+        _add_chassis_feet(root.find("worldbody").find("body[@name='agent']"))
+    floor_excluded = _floor_excluded(root, reference)
     custom = root.find("custom")
     if custom is None:
         custom = ET.SubElement(root, "custom")
