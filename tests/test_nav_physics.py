@@ -168,3 +168,25 @@ def test_sensors_after_last_substep_equal_a_full_forward():
     again = jax.jit(mjx.forward)(env.sys, state.pipeline_state)
     np.testing.assert_allclose(state.pipeline_state.sensordata, again.sensordata, rtol=2e-6, atol=1e-6)
     assert np.abs(np.asarray(state.pipeline_state.sensordata)).max() > 0
+
+
+@pytest.mark.parametrize("robot", ["Point", "Car"])
+def test_vases_start_at_rest_on_their_feet(robot):
+    """SG's vases start at their rest on the floor (VASE_SINK), so an untouched vase never
+    passes the 1e-4 m/s velocity threshold that costs (SG Vases.cal_cost); on feet they start
+    at the fast world's rest (VASE_SINK_ON_FEET). Natively, every vase of Goal2, 20 env steps
+    of zero action."""
+    for reference in (True, False):
+        m, _ = world.build_model(ROBOTS[robot], tasks.task_spec("Goal", 2, robot), reference=reference)
+        d = mujoco.MjData(m)
+        vases = [b for b in range(m.nbody) if m.body(b).name.startswith("vase")]
+        for k, b in enumerate(vases):  # apart, away from the robot at the origin
+            qadr = m.jnt_qposadr[m.body_jntadr[b]]
+            d.qpos[qadr:qadr + 2] = k * 0.5 - 2.0, 1.5
+        dofs = np.array([m.jnt_dofadr[m.body_jntadr[b]] for b in vases])[:, None] + np.arange(3)
+        speed = 0.0
+        for _ in range(20):
+            for _ in range(ROBOTS[robot].frameskip):
+                mujoco.mj_step(m, d)
+            speed = max(speed, np.linalg.norm(d.qvel[dofs], axis=1).max())
+        assert speed < 0.7 * tasks.VASE_VELOCITY_THRESHOLD, (reference, speed)

@@ -68,6 +68,10 @@ from shapo_envs.navigation.tasks import TaskSpec
 
 FOOT_RADIUS = 0.01  # ours: only a foot's lowest point matters, and it is the box corner's
 FOOT_CONDIM = "3"  # ours: sliding friction only at the feet (SG's box corners: condim 6)
+# ours: a vase's rest penetration on its feet (SG's VASE_SINK, 4e-5, is its rest on its box
+# corners): it starts at rest, or its settling speed would pass SG's vase velocity threshold
+# (1e-4 m/s) and cost in every episode's first steps. Measured natively, tests/test_nav_physics.py.
+VASE_SINK_ON_FEET = 1.0776e-4
 OBSTACLE_CONDIM = "3"  # ours: robot-object and object-object contacts, sliding friction only (SG: 6)
 
 
@@ -131,7 +135,8 @@ def _add_objects(worldbody, spec: TaskSpec, reference: bool) -> None:
     for obj in spec.objects:
         for name in obj.instance_names:
             if obj.name == "vases":  # SG assets/free_geoms/vases.py get_config
-                _add_free_object(worldbody, name, obj.size - tasks.VASE_SINK, [(name, (obj.size,) * 3, dict(
+                sink = tasks.VASE_SINK if reference else VASE_SINK_ON_FEET
+                _add_free_object(worldbody, name, obj.size - sink, [(name, (obj.size,) * 3, dict(
                     density=tasks.VASE_DENSITY, contype=2, conaffinity=1, rgba="0 1 1 1"))], reference)
             elif obj.name == "push_box":  # SG world.py build(): the push_box template
                 dim, density = obj.size, obj.get("density")
