@@ -51,9 +51,11 @@ import platform
 import shlex
 import sys
 import time
-from importlib import metadata
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import _version, cpu_model  # noqa: E402  (the same SG venv's peer script)
 
 PAPER_TASKS = ["SafetyPointGoal1", "SafetyPointButton1"]
 ALL_TASKS = PAPER_TASKS + [
@@ -63,24 +65,6 @@ ALL_TASKS = PAPER_TASKS + [
     for level in (0, 1, 2)
     if f"Safety{robot}{task}{level}" not in PAPER_TASKS
 ]
-
-
-def _version(pkg):
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def mean_se(x):
