@@ -264,7 +264,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     bad = np.flatnonzero(failed >= 0)
     if not bad.size and out is not None:  # the final policy, for shapo-eval (every process gathers, process 0 writes)
         host_policy = host_copy(policy_of(state))
-        if out is not None and primary:
+        if primary:
             save_policy(out, config.num_updates * config.steps_per_update, config.num_updates, host_policy)
     if out is not None and primary:
         write_json(os.path.join(out, "summary.json"), summary)
