@@ -1,14 +1,35 @@
-"""SHAPO in JAX: the sharpness-aware optax transform, a jitted safe-RL trainer, safe MJX tasks."""
+"""SHAPO in JAX: the sharpness-aware optax transform, a jitted safe-RL trainer, safe MJX tasks.
 
-import shapo_envs  # first: it silences MJX's optional-backend notice before brax imports MJX
+``import shapo_jax`` and ``from shapo_jax import sharpness_aware`` load only JAX, optax and chex:
+the transform is usable in any JAX code without MuJoCo, MJX or Brax. The trainer and the tasks
+load on first use of their names (PEP 562 module ``__getattr__``).
+"""
+
+import importlib as _importlib
 
 from shapo_jax.config import ConfigError, TrainConfig, validate
 from shapo_jax.sharpness import SharpnessAwareState, sharpness_aware
-from shapo_jax.train import TrainOutput, TrainState, Trainer, make_train, make_trainer, seed_keys
-from shapo_envs import list_envs, make_env, register
 
-__all__ = [
-    "ConfigError", "TrainConfig", "validate", "SharpnessAwareState", "sharpness_aware",
-    "TrainOutput", "TrainState", "Trainer", "make_train", "make_trainer", "seed_keys",
-    "list_envs", "make_env", "register",
-]
+# name -> module that defines it, imported on first access
+_LAZY = {
+    **dict.fromkeys(("TrainOutput", "TrainState", "Trainer", "make_train", "make_trainer", "seed_keys"),
+                    "shapo_jax.train"),
+    **dict.fromkeys(("list_envs", "make_env", "register"), "shapo_envs"),
+}
+
+__all__ = ["ConfigError", "TrainConfig", "validate", "SharpnessAwareState", "sharpness_aware", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shapo_jax' has no attribute {name!r}")
+    # shapo_envs first: it silences MJX's optional-backend notice before Brax imports MJX
+    _importlib.import_module("shapo_envs")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
