@@ -15,6 +15,8 @@ ALGORITHMS = ("ppo", "ppo_lag", "ppo_pid", "trpo_lag", "trpo_pid", "cpo", "crpo"
 TRUST_REGION_ALGORITHMS = ("trpo_lag", "trpo_pid", "cpo", "crpo")
 PRESETS = ("none", "paper", "paper-base")
 GEOMETRIES = ("euclidean", "fisher")
+OBSERVATION_NORMALIZATIONS = ("update", "step")
+INITIALIZATIONS = ("orthogonal", "torch")
 
 
 class ConfigError(ValueError):
@@ -117,6 +119,12 @@ class TrainConfig:
     """Hidden layer widths of actor and critics (paper: 64-64 tanh)."""
     normalize_observations: bool = True
     """Running mean/std observation normalisation."""
+    observation_normalization: Literal["update", "step"] = "update"
+    """How the observation statistics advance (with --normalize-observations): update: once per update, after it, so the first update sees raw observations (Brax's convention); step: Gymnasium's NormalizeObservation on the vector env, updated with every step's batch of observations (from the reset ones on) before that batch is normalised, the normalised observations stored (the released code; paper presets)."""
+    initialization: Literal["orthogonal", "torch"] = "orthogonal"
+    """Initial weights of actor and critics: orthogonal (gain sqrt 2, actor output 0.01, zero biases; initial action means near 0) or torch (PyTorch's nn.Linear default, weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the released code; paper presets)."""
+    cost_window: int = 0
+    """Finished episodes the constraint signal (the multiplier's input, CPO's constraint value, CRPO's switch) averages over. 0: the mean cost of the episodes that finished in this update (the previous value if none did). K > 0: the released code's EpCost: at each episode end the mean cost of the seed's last K finished episodes, averaged over this update's episode ends; 0 until an update begins with an episode finished, and an update in which none ends leaves the multiplier as it was (paper presets: 50)."""
 
     checkpoint_every: int = 0
     """Save the whole training state (all seeds) every N env steps per seed, and at the end, under OUT/checkpoints/ (0 = no checkpoints; a multiple of the steps per update)."""
@@ -207,6 +215,11 @@ PAPER_PRESET = dict(
     hidden_sizes=(64, 64),
     cg_iters=10,
     cg_damping=0.1,
+    # The released code's constraint signal and early training: its logger's EpCost (a mean
+    # over the last 50 episodes), Gymnasium's per-step NormalizeObservation, PyTorch init.
+    cost_window=50,
+    observation_normalization="step",
+    initialization="torch",
 )
 SHAPO_PAPER_RADIUS = dict(geometry="fisher", perturbation_target_kl=1e-5)
 
@@ -271,6 +284,12 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
         )
         _require(c.rho == 0, "perturbation_target_kl", "give the radius as --rho or as --perturbation-target-kl, not both")
         _require(c.geometry == "fisher", "perturbation_target_kl", "is a Fisher (KL) radius; use it with --geometry fisher, or give --rho")
+    _require(c.observation_normalization in OBSERVATION_NORMALIZATIONS, "observation_normalization",
+             f"must be one of {', '.join(OBSERVATION_NORMALIZATIONS)}, got {c.observation_normalization!r}")
+    _require(c.initialization in INITIALIZATIONS, "initialization",
+             f"must be one of {', '.join(INITIALIZATIONS)}, got {c.initialization!r}")
+    _require(isinstance(c.cost_window, int) and c.cost_window >= 0, "cost_window",
+             f"must be an integer >= 0 (0 = this update's episodes), got {c.cost_window}")
     _require(c.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {c.preset!r}")
     for name in ("num_seeds", "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_steps", "cg_iters",
                  "trust_region_cg_iters", "line_search_steps", "pid_d_delay"):

@@ -5,7 +5,8 @@ Loads ``config.json`` and the final policy (``policy.npz``, saved by every finis
 actor, and runs K episodes per seed (all seeds and episodes vmapped, one
 compiled ``lax.scan`` of episode-length steps) with the checkpoint's observation
 normaliser: once with the mean action, once sampling. ``--video`` renders one episode of
-seed 0 (mean action) with MuJoCo's offscreen renderer.
+seed 0 (mean action) with MuJoCo's offscreen renderer; navigation tasks with their goal,
+hazards and each step's cost drawn in (``shapo_envs.navigation.render``).
 """
 
 from __future__ import annotations
@@ -100,12 +101,13 @@ def load_policy(run_dir: str, trainer, step: Optional[int]):
 
 
 def make_policy(trainer):
-    """``policy(state, observation, key, deterministic) -> action`` of one seed, clipped as in training."""
+    """``policy(state, observation, key, deterministic) -> action`` of one seed, unclipped as in
+    training (each env clips where its original does)."""
     import jax.numpy as jnp
 
     def policy(state, observation, key, deterministic):
         sample, _, mean = trainer.act(state.actor_params, state.normalizer, observation, key)
-        return jnp.clip(jnp.where(deterministic, mean, sample), -1.0, 1.0)
+        return jnp.where(deterministic, mean, sample)
 
     return policy
 
@@ -170,10 +172,12 @@ def evaluate_run(run_dir: str, num_episodes: int = 10, step: Optional[int] = Non
 
 def render_episode(run_dir: str, path: str, step: Optional[int] = None, seed: int = 0,
                    height: int = 240, width: int = 320) -> str:
-    """Renders one episode of seed 0 (mean action); returns what was written."""
+    """Renders one episode of seed 0 (mean action); returns what was written. Navigation tasks
+    are drawn with their goal, hazards and cost (``shapo_envs.navigation.render``)."""
     import jax
     import numpy as np
 
+    from shapo_envs.navigation import render as navigation
     from shapo_jax.train import make_trainer
 
     trainer = make_trainer(load_config(run_dir))
@@ -181,33 +185,39 @@ def render_episode(run_dir: str, path: str, step: Optional[int] = None, seed: in
     system = getattr(getattr(env, "unwrapped", env), "sys", None)
     if system is None:
         raise EvalError(f"{trainer.config.env} is a pure-JAX task without a MuJoCo model: it has no renderer")
-    _renderer_check(system, height, width)
+    is_navigation = navigation.renders(env)
+    _renderer_check(env.unwrapped.mj_model if is_navigation else system.mj_model, height, width)
     states, step = load_policy(run_dir, trainer, step)
     state = jax.tree.map(lambda x: x[0], states)
     policy = make_policy(trainer)
 
     def step_fn(env_state, key):
         env_state = env.step(env_state, policy(state, env_state.obs, key, True))
-        return env_state, (env_state.pipeline_state, env_state.done)
+        return env_state, env_state
 
     first = env.reset(jax.random.PRNGKey(seed))
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), trainer.episode_length)
-    _, (trajectory, dones) = jax.jit(lambda s, k: jax.lax.scan(step_fn, s, k))(first, keys)
-    dones = np.asarray(dones)
+    _, trajectory = jax.jit(lambda s, k: jax.lax.scan(step_fn, s, k))(first, keys)
+    dones = np.asarray(trajectory.done)
     length = int(np.argmax(dones > 0)) + 1 if dones.any() else len(dones)
-    pipeline_states = [first.pipeline_state] + [jax.tree.map(lambda x: x[i], trajectory) for i in range(length)]
-    from brax.io import image
+    episode = jax.device_get(jax.tree.map(lambda a, b: np.concatenate([np.asarray(a)[None], np.asarray(b)[:length]]),
+                                          first, trajectory))  # the reset state, then each step's
+    if is_navigation:
+        frames = navigation.render(env, navigation.frames_of(episode), height, width)
+    else:
+        from brax.io import image
 
-    frames = image.render_array(system, pipeline_states, height, width)
+        pipeline_states = [jax.tree.map(lambda x: x[i], episode.pipeline_state) for i in range(length + 1)]
+        frames = image.render_array(system, pipeline_states, height, width)
     return write_video(path, np.asarray(frames), fps=int(round(1.0 / float(env.dt))))
 
 
-def _renderer_check(system, height: int, width: int):
+def _renderer_check(mj_model, height: int, width: int):
     """Fails with one line on what to install when MuJoCo cannot open an offscreen GL context."""
     import mujoco
 
     try:
-        renderer = mujoco.Renderer(system.mj_model, height=height, width=width)
+        renderer = mujoco.Renderer(mj_model, height=height, width=width)
         renderer.close()
     except Exception as error:  # noqa: BLE001 - any GL failure means the same fix
         raise EvalError(f"{GL_HELP} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
@@ -220,10 +230,13 @@ def write_video(path: str, frames, fps: int) -> str:
             writer = __import__(module)
         except ImportError:
             continue
-        if module == "imageio":
-            writer.mimwrite(path, list(frames), fps=fps)
-        else:
-            writer.write_video(path, frames, fps=fps)
+        try:
+            if module == "imageio":
+                writer.mimwrite(path, list(frames), fps=fps)
+            else:
+                writer.write_video(path, frames, fps=fps)
+        except (ValueError, RuntimeError, OSError):  # installed without an encoder for this format (ffmpeg)
+            continue
         return f"wrote {len(frames)} frames to {path}"
     from PIL import Image
 

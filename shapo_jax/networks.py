@@ -2,15 +2,40 @@
 
 As in the paper's code (SafePO): tanh MLPs (64-64 by default), a state-independent
 log standard deviation initialised to 0, and separate critics for reward and cost.
+Weights start orthogonal (gain sqrt 2, the actor's output layer 0.01, zero biases: initial
+action means near 0), or with ``initialization="torch"`` as the released code's
+``build_mlp_network`` leaves them (safepo/common/model.py@1bb7704: ``nn.Linear`` with
+``kaiming_uniform_(a=sqrt(5))`` weights and PyTorch's default biases, both
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)); initial action means of order 0.3).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+Initialization = Literal["orthogonal", "torch"]
+
+
+def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's ``nn.Linear`` default for weights
+    (``kaiming_uniform_(a=sqrt(5))``: gain sqrt(1/3) times sqrt(3/fan_in)) and biases."""
+    bound = 1.0 / jnp.sqrt(float(fan_in))
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def dense(width: int, fan_in: int, initialization: Initialization, orthogonal_scale: float) -> nn.Dense:
+    if initialization == "torch":
+        return nn.Dense(width, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
+    return nn.Dense(width, kernel_init=nn.initializers.orthogonal(orthogonal_scale))
 
 
 class MLP(nn.Module):
@@ -18,13 +43,14 @@ class MLP(nn.Module):
 
     hidden_sizes: Sequence[int]
     output_size: int
-    output_scale: float = 1.0
+    output_scale: float = 1.0  # orthogonal gain of the output layer
+    initialization: Initialization = "orthogonal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden_sizes:
-            x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)))(x))
-        return nn.Dense(self.output_size, kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+            x = nn.tanh(dense(width, x.shape[-1], self.initialization, jnp.sqrt(2.0))(x))
+        return dense(self.output_size, x.shape[-1], self.initialization, self.output_scale)(x)
 
 
 class GaussianActor(nn.Module):
@@ -32,10 +58,11 @@ class GaussianActor(nn.Module):
 
     hidden_sizes: Sequence[int]
     action_size: int
+    initialization: Initialization = "orthogonal"
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = MLP(self.hidden_sizes, self.action_size, output_scale=0.01)(observation)
+        mean = MLP(self.hidden_sizes, self.action_size, output_scale=0.01, initialization=self.initialization)(observation)
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
@@ -44,10 +71,11 @@ class Critic(nn.Module):
     """V(s) -> scalar."""
 
     hidden_sizes: Sequence[int]
+    initialization: Initialization = "orthogonal"
 
     @nn.compact
     def __call__(self, observation: jax.Array) -> jax.Array:
-        return MLP(self.hidden_sizes, 1)(observation)[..., 0]
+        return MLP(self.hidden_sizes, 1, initialization=self.initialization)(observation)[..., 0]
 
 
 def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:

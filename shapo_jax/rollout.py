@@ -6,15 +6,27 @@ Episodes are tracked here, not by env wrappers, so any registered Brax ``Env`` w
 is kept in the transition for bootstrapping before the env is reset. Resets return the
 env to the initial state drawn for it at the start of training, as Brax's
 ``AutoResetWrapper`` does, which keeps resets as cheap as a select.
+
+The env gets the policy's action as sampled, unclipped: each env clips where its original
+does (Gymnasium's MuJoCo v4 tasks charge control cost on the raw action and MuJoCo clamps
+the control to its range; Safety-Gymnasium's builder and Playground clip the action).
+
+Two things of the released code's (``--preset paper``) can ride along the scan: Gymnasium's
+per-step observation statistics (``normalization.py``), in which case the transitions hold
+normalised observations, and the window of the seed's last K episode costs behind its
+``EpCost`` constraint signal (``CostWindow``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State
+
+from shapo_jax import normalization
+from shapo_jax.normalization import RunningMeanStd
 
 
 class Transition(NamedTuple):
@@ -51,11 +63,57 @@ class FinishedEpisodes(NamedTuple):
     cost_sum: jax.Array
     length_sum: jax.Array
     violations: jax.Array  # episodes whose cost exceeded the cost limit
+    window_cost_sum: jax.Array  # over the episode ends: the cost window's mean just after each (0 without one)
 
     @classmethod
     def zeros(cls) -> "FinishedEpisodes":
         zero = jnp.zeros((), jnp.float32)
-        return cls(zero, zero, zero, zero, zero)
+        return cls(zero, zero, zero, zero, zero, zero)
+
+
+class CostWindow(NamedTuple):
+    """The costs of a seed's last K finished episodes, oldest first (the released code's
+    ``cost_deque = deque(maxlen=50)``), and how many of the K entries are filled."""
+
+    costs: jax.Array  # [K]
+    count: jax.Array
+
+    @classmethod
+    def zeros(cls, size: int) -> "CostWindow":
+        return cls(jnp.zeros((size,), jnp.float32), jnp.zeros((), jnp.int32))
+
+
+def append_episode_costs(window: CostWindow, costs: jax.Array, ended: jax.Array) -> tuple[CostWindow, jax.Array]:
+    """Appends the costs of the envs whose episode ``ended`` [num_envs] this step, in env order
+    as the released code's loop over envs does, and returns the new window and the sum, over
+    those episodes, of the window's mean just after each was appended (each is one
+    ``logger.store(EpCost=np.mean(cost_deque))``). Vectorised: the window followed by the new
+    costs is one sequence, whose prefix sums give each appended episode's window sum."""
+    size, num_envs = window.costs.shape[0], costs.shape[0]
+    ended = ended > 0
+    rank = jnp.cumsum(ended) - 1  # position of each ending env among this step's ends
+    appended = ended.sum()
+    new = jnp.zeros((num_envs,), jnp.float32).at[jnp.where(ended, rank, num_envs)].set(costs, mode="drop")
+    sequence = jnp.concatenate([window.costs, new])
+    prefix = jnp.concatenate([jnp.zeros((1,), jnp.float32), jnp.cumsum(sequence)])
+    j = jnp.arange(num_envs)
+    filled = jnp.minimum(window.count + j + 1, size)
+    last = size + j + 1  # one past the j-th appended cost
+    means = (prefix[last] - prefix[last - filled]) / filled
+    mean_sum = jnp.sum(jnp.where(j < appended, means, 0.0))
+    costs = jax.lax.dynamic_slice(sequence, (appended,), (size,))
+    return CostWindow(costs, jnp.minimum(window.count + appended, size).astype(jnp.int32)), mean_sum
+
+
+class Rollout(NamedTuple):
+    """What ``collect_rollout`` returns; the last two are None unless passed in."""
+
+    env_state: State
+    tracker: EpisodeTracker
+    transitions: Transition  # time-major [unroll_length, num_envs, ...]
+    finished: FinishedEpisodes
+    observation_statistics: Optional[RunningMeanStd]  # including the final env_state's observations
+    cost_window: Optional[CostWindow]
 
 
 PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -82,14 +140,27 @@ def collect_rollout(
     unroll_length: int,
     episode_length: int,
     cost_limit: float = float("inf"),
-) -> tuple[State, EpisodeTracker, Transition, FinishedEpisodes]:
-    """Steps ``num_envs`` envs for ``unroll_length`` steps; returns time-major transitions."""
+    observation_statistics: Optional[RunningMeanStd] = None,
+    cost_window: Optional[CostWindow] = None,
+) -> Rollout:
+    """Steps ``num_envs`` envs for ``unroll_length`` steps; returns time-major transitions.
+
+    With ``observation_statistics`` (which must already include ``env_state.obs``, as
+    Gymnasium's wrapper has seen the batch it returned last), the policy acts on normalised
+    observations, each step's returned batch (after resets) updates the statistics before it
+    is normalised, and the transitions store normalised observations; ``next_observation``
+    at an episode end is the true last observation normalised with that step's statistics
+    (the released code bootstraps time-outs on the raw one, a bug not copied here).
+    With ``cost_window``, each episode end appends its cost to it (``append_episode_costs``).
+    """
     step_fn = jax.vmap(env.step)
+    normalize = (lambda statistics, observation: observation) if observation_statistics is None else normalization.normalize
 
     def one_step(carry, step_key):
-        state, tracker, finished = carry
-        action, log_prob = policy(state.obs, step_key)
-        next_state = step_fn(state, jnp.clip(action, -1.0, 1.0))
+        state, tracker, finished, statistics, window = carry
+        observation = normalize(statistics, state.obs)
+        action, log_prob = policy(observation, step_key)
+        next_state = step_fn(state, action)
         reward = next_state.reward.astype(jnp.float32)
         cost = next_state.info["cost"].astype(jnp.float32)
         termination = next_state.done.astype(jnp.float32)
@@ -99,32 +170,37 @@ def collect_rollout(
 
         episode_return = tracker.episode_return + reward
         episode_cost = tracker.episode_cost + cost
+        window_cost = jnp.zeros((), jnp.float32)
+        if window is not None:
+            window, window_cost = append_episode_costs(window, episode_cost, episode_end)
         finished = FinishedEpisodes(
             finished.count + episode_end.sum(),
             finished.return_sum + (episode_end * episode_return).sum(),
             finished.cost_sum + (episode_end * episode_cost).sum(),
             finished.length_sum + (episode_end * length).sum(),
             finished.violations + (episode_end * (episode_cost > cost_limit)).sum(),
+            finished.window_cost_sum + window_cost,
         )
         keep = 1.0 - episode_end
         tracker = EpisodeTracker(
             episode_return * keep, episode_cost * keep, jnp.where(episode_end > 0, 0, length)
         )
+        after_reset = reset_where(episode_end > 0, initial_state, next_state)
+        if statistics is not None:
+            statistics = normalization.update(statistics, after_reset.obs)
         transition = Transition(
-            observation=state.obs,
+            observation=observation,
             action=action,
             log_prob=log_prob,
             reward=reward,
             cost=cost,
-            next_observation=next_state.obs,
+            next_observation=normalize(statistics, next_state.obs),
             termination=termination,
             episode_end=episode_end,
         )
-        next_state = reset_where(episode_end > 0, initial_state, next_state)
-        return (next_state, tracker, finished), transition
+        return (after_reset, tracker, finished, statistics, window), transition
 
     keys = jax.random.split(key, unroll_length)
-    (env_state, tracker, finished), transitions = jax.lax.scan(
-        one_step, (env_state, tracker, FinishedEpisodes.zeros()), keys
-    )
-    return env_state, tracker, transitions, finished
+    carry = (env_state, tracker, FinishedEpisodes.zeros(), observation_statistics, cost_window)
+    (env_state, tracker, finished, observation_statistics, cost_window), transitions = jax.lax.scan(one_step, carry, keys)
+    return Rollout(env_state, tracker, transitions, finished, observation_statistics, cost_window)

@@ -22,6 +22,7 @@ from brax.training.acme import running_statistics
 
 import shapo_envs
 from shapo_jax import advantages as gae
+from shapo_jax import normalization
 from shapo_jax.algorithms import Algorithm, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
 from shapo_jax.algorithms.ppo import PPOConfig, ppo_actor_step, sharpness_diagnostics
@@ -29,7 +30,7 @@ from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_step, trpo_
 from shapo_jax.config import TrainConfig, apply_preset, validate
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
-from shapo_jax.rollout import EpisodeTracker, Transition, collect_rollout
+from shapo_jax.rollout import CostWindow, EpisodeTracker, Transition, collect_rollout
 from shapo_jax.sharpness import sharpness_aware
 
 Metrics = dict[str, jax.Array]
@@ -44,12 +45,16 @@ class TrainState(NamedTuple):
     actor_optimizer_state: optax.OptState
     critic_optimizer_state: optax.OptState
     multiplier_state: Any  # LagrangeState or PIDState; .multiplier is lambda
-    normalizer: running_statistics.RunningStatisticsState
+    # Brax's RunningStatisticsState (--observation-normalization update) or Gymnasium's
+    # normalization.RunningMeanStd (step), which has then seen the current env_state.obs
+    normalizer: Any
     env_state: State
     initial_env_state: State
     tracker: EpisodeTracker
     episode_return: jax.Array  # mean return of the latest finished episodes
     episode_cost: jax.Array  # mean cost of the latest finished episodes
+    constraint_cost: jax.Array  # the constraint signal of the latest update (see --cost-window)
+    cost_window: CostWindow  # the last --cost-window episode costs (size 0 when 0)
     total_cost: jax.Array  # cost paid during all of training so far
     env_steps: jax.Array
     update: jax.Array
@@ -138,8 +143,8 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     env = env if env is not None else shapo_envs.make_env(config.env)
     algorithm: Algorithm = get_algorithm(config.algo)
 
-    actor = GaussianActor(config.hidden_sizes, env.action_size)
-    critic = Critic(config.hidden_sizes)
+    actor = GaussianActor(config.hidden_sizes, env.action_size, config.initialization)
+    critic = Critic(config.hidden_sizes, config.initialization)
     critic_optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
     )
@@ -153,13 +158,30 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         config.trust_region_kl, config.trust_region_cg_iters, config.cg_damping, config.line_search_steps
     )
 
+    # Per-step statistics (Gymnasium's NormalizeObservation): the rollout normalises and
+    # stores normalised observations, so the update must not normalise them again.
+    per_step = config.normalize_observations and config.observation_normalization == "step"
+
     def normalize(normalizer, observation):
         if not config.normalize_observations:
             return observation
+        if per_step:
+            return normalization.normalize(normalizer, observation)
         return running_statistics.normalize(observation, normalizer)
+
+    def init_normalizer(env_state: State, key: jax.Array):
+        """Brax's empty statistics; per step, Gymnasium's after the released code's two
+        resets of its vector env (seeded in its env factory, then again in ``main``), the
+        second being the env states training starts from."""
+        if not per_step:
+            return running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32))
+        first_reset = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+        statistics = normalization.update(normalization.RunningMeanStd.zeros(observation_size), first_reset.obs)
+        return normalization.update(statistics, env_state.obs)
 
     def init(seed_key: jax.Array, rho: Optional[jax.Array] = None) -> TrainState:
         actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
+        normalizer_key = jax.random.fold_in(env_key, 1)
         dummy = jnp.zeros((1, observation_size))
         actor_params = actor.init(actor_key, dummy)
         critic_params = {"reward": critic.init(reward_key, dummy), "cost": critic.init(cost_key, dummy)}
@@ -171,12 +193,14 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             actor_optimizer_state=init_actor_state(config, algorithm, actor_params),
             critic_optimizer_state=critic_optimizer.init(critic_params),
             multiplier_state=algorithm.multiplier.init(config),
-            normalizer=running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32)),
+            normalizer=init_normalizer(env_state, normalizer_key),
             env_state=env_state,
             initial_env_state=env_state,
             tracker=EpisodeTracker.zeros(num_envs),
             episode_return=zero,
             episode_cost=zero,
+            constraint_cost=zero,
+            cost_window=CostWindow.zeros(config.cost_window),
             total_cost=zero,
             env_steps=jnp.zeros((), jnp.int32),
             update=jnp.zeros((), jnp.int32),
@@ -186,19 +210,27 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             key=key,
         )
 
-    def act(actor_params, normalizer, observation, key):
-        """A sample of the Gaussian policy on normalised observations, its log-prob, and the mean."""
-        mean, log_std = actor.apply(actor_params, normalize(normalizer, observation))
+    def sample(actor_params, normalized_observation, key):
+        mean, log_std = actor.apply(actor_params, normalized_observation)
         action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
         return action, gaussian_log_prob(mean, log_std, action), mean
 
+    def act(actor_params, normalizer, observation, key):
+        """A sample of the Gaussian policy on normalised observations, its log-prob, and the mean."""
+        return sample(actor_params, normalize(normalizer, observation), key)
+
     def policy_for(actor_params, normalizer):
+        if per_step:  # the rollout hands the policy observations it normalised
+            return lambda observation, key: sample(actor_params, observation, key)[:2]
         return lambda observation, key: act(actor_params, normalizer, observation, key)[:2]
 
     def advantages_of(state: TrainState, transitions: Transition):
         """Reward and cost advantages and value targets, time-major [T, num_envs]."""
-        observation = normalize(state.normalizer, transitions.observation)
-        next_observation = normalize(state.normalizer, transitions.next_observation)
+        if per_step:  # normalised in the rollout, each with its step's statistics
+            observation, next_observation = transitions.observation, transitions.next_observation
+        else:
+            observation = normalize(state.normalizer, transitions.observation)
+            next_observation = normalize(state.normalizer, transitions.next_observation)
 
         def for_signal(critic_params, signal):
             values = critic.apply(critic_params, observation)
@@ -212,6 +244,26 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         cost_advantage, cost_target = for_signal(state.critic_params["cost"], transitions.cost)
         return observation, reward_advantage, reward_target, cost_advantage, cost_target
 
+    def constraint_signal(state: TrainState, finished, episode_cost):
+        """The cost the multiplier, CPO's constraint value and CRPO's switch see, and whether
+        the multiplier moves this update (None: always).
+
+        --cost-window 0: this update's mean episode cost (the previous one if none ended).
+        K > 0, the released code's ``logger.get_stats("Metrics/EpCost")`` (trpo_pid.py,
+        cpo.py, crpo.py @1bb7704): the mean, over this update's episode ends, of the mean
+        cost of the last K episodes at each end; 0.0 while the logger has no EpCost column,
+        i.e. until an update begins with an episode finished; and NaN when none ends in the
+        update, on which its PID keeps its state (here every multiplier does, and CPO/CRPO
+        keep the previous signal).
+        """
+        if not config.cost_window:
+            return episode_cost, None
+        any_finished = finished.count > 0
+        seen_before = state.cost_window.count > 0
+        window_mean = finished.window_cost_sum / jnp.maximum(finished.count, 1.0)
+        signal = jnp.where(seen_before, jnp.where(any_finished, window_mean, state.constraint_cost), 0.0)
+        return signal, any_finished | ~seen_before
+
     def update_with_radius(state: TrainState, rho) -> tuple[TrainState, Metrics]:
         rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
 
@@ -222,23 +274,30 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         if redraw_resets:
             reset_keys = jax.random.split(jax.random.fold_in(rollout_key, 1), num_envs)
             initial_env_state = jax.vmap(env.reset)(reset_keys)
-        env_state, tracker, transitions, finished = collect_rollout(
+        rollout = collect_rollout(
             env, policy_for(state.actor_params, state.normalizer), state.env_state,
             initial_env_state, state.tracker, rollout_key, unroll_length, episode_length, cost_limit,
+            observation_statistics=state.normalizer if per_step else None,
+            cost_window=state.cost_window if config.cost_window else None,
         )
+        env_state, tracker, transitions, finished = rollout[:4]
         any_finished = finished.count > 0
         safe_count = jnp.maximum(finished.count, 1.0)
         episode_return = jnp.where(any_finished, finished.return_sum / safe_count, state.episode_return)
         episode_cost = jnp.where(any_finished, finished.cost_sum / safe_count, state.episode_cost)
+        constraint_cost, multiplier_moves = constraint_signal(state, finished, episode_cost)
 
         # 2. Advantages for reward and cost (GAE, truncations bootstrapped).
         observation, reward_advantage, reward_target, cost_advantage, cost_target = advantages_of(state, transitions)
 
-        # 3. Multiplier first, from the latest mean episode cost (as the paper's code does).
-        multiplier_state = algorithm.multiplier.update(state.multiplier_state, episode_cost, cost_limit, config)
+        # 3. Multiplier first, from the constraint signal (as the paper's code does).
+        multiplier_state = algorithm.multiplier.update(state.multiplier_state, constraint_cost, cost_limit, config)
+        if multiplier_moves is not None:
+            multiplier_state = jax.tree.map(
+                lambda new, old: jnp.where(multiplier_moves, new, old), multiplier_state, state.multiplier_state)
         multiplier = multiplier_state.multiplier
         reward_advantage, cost_advantage = gae.standardize(reward_advantage), gae.center(cost_advantage)
-        advantage = algorithm.objective(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config)
+        advantage = algorithm.objective(reward_advantage, cost_advantage, multiplier, constraint_cost, cost_limit, config)
 
         # 4. The algorithm's policy step (SHAPO inside it), then the critics.
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # [T, N, ...] -> [T*N, ...]
@@ -256,7 +315,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         else:
             actor_params, actor_state, actor_diagnostics = cpo_step(
                 trust_region_config, actor.apply, make_sharpness(config, rho), state.actor_optimizer_state,
-                state.actor_params, batch, flat(cost_advantage), episode_cost - cost_limit,
+                state.actor_params, batch, flat(cost_advantage), constraint_cost - cost_limit,
             )
         critic_params, critic_state, critic_diagnostics = fit_critics(
             critic.apply, critic_optimizer, state.critic_params, state.critic_optimizer_state,
@@ -267,9 +326,10 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         # own (PPO reports the mean over its minibatches).
         diagnostics = {**sharpness_diagnostics(actor_state), **actor_diagnostics, **critic_diagnostics}
 
-        # 5. Observation statistics, updated after the update that used them.
-        normalizer = state.normalizer
-        if config.normalize_observations:
+        # 5. Observation statistics, updated after the update that used them (per step: in
+        #    the rollout, already).
+        normalizer = rollout.observation_statistics if per_step else state.normalizer
+        if config.normalize_observations and not per_step:
             normalizer = running_statistics.update(normalizer, transitions.observation)
 
         rollout_cost = transitions.cost.sum()
@@ -285,6 +345,8 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             tracker=tracker,
             episode_return=episode_return,
             episode_cost=episode_cost,
+            constraint_cost=constraint_cost,
+            cost_window=state.cost_window if rollout.cost_window is None else rollout.cost_window,
             total_cost=state.total_cost + rollout_cost,
             env_steps=state.env_steps + num_envs * unroll_length,
             update=state.update + 1,
@@ -305,6 +367,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
             "env_steps": new_state.env_steps,
             "episode_return": episode_return,
             "episode_cost": episode_cost,
+            "constraint_cost": constraint_cost,
             "episodes_finished": finished.count,
             "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
             "total_cost": new_state.total_cost,

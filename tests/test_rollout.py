@@ -79,7 +79,7 @@ def counter_policy(observation, key):
 @functools.partial(jax.jit, static_argnames=("unroll_length",))
 def counter_rollout(state, initial_state, tracker, key, unroll_length):
     return collect_rollout(CounterEnv(), counter_policy, state, initial_state, tracker, key,
-                           unroll_length, EPISODE_LENGTH)
+                           unroll_length, EPISODE_LENGTH)[:4]
 
 
 # Counts seen by each env (columns) after each step (rows) over the first 7 steps and the
@@ -154,7 +154,7 @@ def test_counter_rollout_rewards_costs_actions(two_rollouts):
     expected_cost = ((FIRST_NEXT_COUNTS >= 2) & (FIRST_NEXT_COUNTS <= 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(transitions.cost), expected_cost)
     assert transitions.reward.dtype == jnp.float32 and transitions.cost.dtype == jnp.float32
-    # The transition keeps the policy's action; the env gets it clipped to [-1, 1].
+    # The transition keeps the policy's action, which the env gets as it is.
     np.testing.assert_array_equal(np.asarray(transitions.action[..., 0]), FIRST_OBS_COUNTS - 2.0)
     # log_prob: one draw per step, each from its own key.
     log_probs = np.asarray(transitions.log_prob)
@@ -162,13 +162,14 @@ def test_counter_rollout_rewards_costs_actions(two_rollouts):
     assert len(np.unique(log_probs[:, 0])) == 7
 
 
-def test_counter_rollout_env_receives_clipped_action():
+def test_counter_rollout_env_receives_the_unclipped_action():
+    """Envs clip where their originals do (v4 charges control cost on the raw action)."""
     initial = counter_initial_state()
     state, _, transitions, _ = counter_rollout(initial, initial, EpisodeTracker.zeros(3),
                                                jax.random.PRNGKey(1), 3)
-    # The last step's action came from counts [2, 4, 3] -> [0, 2, 1] -> clipped [0, 1, 1].
+    # The last step's action came from counts [2, 4, 3] -> [0, 2, 1], passed on as it is.
     np.testing.assert_array_equal(np.asarray(transitions.action[-1, :, 0]), [0.0, 2.0, 1.0])
-    np.testing.assert_array_equal(np.asarray(state.info["last_action"][:, 0]), [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(state.info["last_action"][:, 0]), [0.0, 2.0, 1.0])
 
 
 def test_counter_rollout_termination_vs_episode_end(two_rollouts):
@@ -442,7 +443,7 @@ def test_point_hazard_in_collect_rollout(env):
     initial = jax.vmap(env.reset)(keys)
     policy = lambda obs, key: (jnp.tile(jnp.asarray([[1.0, 0.0]]), (obs.shape[0], 1)), jnp.zeros(obs.shape[0]))
     rollout = jax.jit(lambda s, t, k: collect_rollout(env, policy, s, initial, t, k, 12, 10))
-    _, tracker, transitions, finished = rollout(initial, EpisodeTracker.zeros(4), jax.random.PRNGKey(6))
+    _, tracker, transitions, finished = rollout(initial, EpisodeTracker.zeros(4), jax.random.PRNGKey(6))[:4]
     # Full throttle to the right for 10 steps from x ~ -1: no termination, truncation at step 10.
     np.testing.assert_array_equal(np.asarray(transitions.termination), 0.0)
     np.testing.assert_array_equal(np.asarray(transitions.episode_end[9]), 1.0)
