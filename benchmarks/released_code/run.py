@@ -138,7 +138,10 @@ def _write_json(path, obj):
 
 
 def run_all(args):
-    queue = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    # A run whose directory already has a run.json was started before (by another invocation,
+    # possibly still running): it is not started again.
+    queue = [(arm, seed) for seed in args.seeds for arm in args.arms
+             if not os.path.exists(os.path.join(args.out, run_name(arm, seed), "run.json"))]
     running = []
     while queue or running:
         while queue and len(running) < args.jobs:
@@ -218,6 +221,7 @@ def parse_run(run_dir, episodes_per_epoch=20):
             error = abs(sum(totals[first:last]) / episodes_per_epoch - curve["logged_total_cost"][-1])
             checks["max_abs_error_logged_total_cost"] = max(checks["max_abs_error_logged_total_cost"], error)
     curve["episodes"] = {"return": returns, "cost": costs_from_totals}
+    curve["progress_csv"] = found[0]
     curve["checks"] = checks
     return curve
 
@@ -237,11 +241,17 @@ def summarise(args):
                 continue
             steps = curve["env_steps"][-1]
             record = dict(record)
+            if "end" not in record and steps >= args.total_steps:
+                # Started by an invocation that was stopped before its run ended (the run went on):
+                # its end is when it wrote its last epoch.
+                record["end"] = os.path.getmtime(curve.pop("progress_csv"))
+                record["end_from"] = "progress.csv modification time"
+            curve.pop("progress_csv", None)
             if "end" in record:
                 record["wall_seconds"] = record["end"] - record["start"]
                 record["steps_per_second_wall"] = steps / record["wall_seconds"]
             record["steps_per_second_epochs"] = steps / sum(curve["epoch_seconds"])
-            record["finished"] = record.get("returncode") == 0 and steps >= args.total_steps
+            record["finished"] = record.get("returncode", 0) == 0 and steps >= args.total_steps
             record["final"] = {key: curve[key][-1] for key in
                                ("env_steps", "episode_return", "episode_cost", "cumulative_cost", "ep_ret", "ep_cost")}
             record["checks"] = curve.pop("checks")
@@ -298,7 +308,7 @@ def main(argv=None):
     parser.add_argument("--total-steps", type=int, default=200_000)
     parser.add_argument("--perturbation-target-kl", type=float, default=1e-5)
     parser.add_argument("--cost-limit", type=float, default=10.0)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is 6 processes)")
     parser.add_argument("--out", required=True, help="directory for the runs' logs (outside the repo)")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--parse-only", action="store_true", help="only rebuild --json from --out")
