@@ -303,9 +303,10 @@ def _add_in_dtype_of(params: PyTree, perturbation: PyTree) -> PyTree:
 
 
 def _cosine(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
-    """``<x, y> / (‖x‖ ‖y‖)``, 0 when either is zero."""
+    """``<x, y> / (‖x‖ ‖y‖)``, 0 when either is zero, clipped to [-1, 1] (rounding of the
+    norms puts ``cos(g, g)`` at 1 + 1 ulp for some ``g``, e.g. ``g = (1, 1)`` in float32)."""
     norms = fisher.tree_l2_norm(tree_x) * fisher.tree_l2_norm(tree_y)
-    return fisher.safe_divide(fisher.tree_vdot(tree_x, tree_y), norms)
+    return jnp.clip(fisher.safe_divide(fisher.tree_vdot(tree_x, tree_y), norms), -1.0, 1.0)
 
 
 def _float32(value: jax.typing.ArrayLike) -> jax.Array:
