@@ -127,3 +127,24 @@ def test_eval_of_a_run_without_policy_nor_checkpoint(saved_run, tmp_path, capsys
     assert evaluate.main(["--run", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "policy.npz cannot be read" in error
+
+
+def test_write_video_falls_back_to_png_frames_when_no_mp4_encoder_is_installed(tmp_path, monkeypatch):
+    """imageio installed without ffmpeg refuses .mp4 (ValueError): PNG frames instead, and the hint."""
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    def no_backend(path, frames, fps):
+        raise ValueError(f"Could not find a backend to open `{path}` with iomode `wI`")
+
+    monkeypatch.setitem(sys.modules, "imageio", types.SimpleNamespace(mimwrite=no_backend))
+    monkeypatch.setitem(sys.modules, "mediapy", None)  # import fails
+    frames = np.zeros((3, 6, 8, 3), np.uint8)
+    frames[1, :, :, 1] = 255
+    message = evaluate.write_video(str(tmp_path / "v.mp4"), frames, fps=50)
+    assert "imageio[ffmpeg]" in message and "3 PNG frames" in message
+    written = sorted(os.listdir(tmp_path / "v_frames"))
+    assert written == ["00000.png", "00001.png", "00002.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "v_frames" / "00001.png")), frames[1])
