@@ -46,6 +46,9 @@ def test_metrics_have_one_value_per_update_and_seed():
     assert np.all(np.asarray(output.state.failed_update) == -1)
     chex_finite = [np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(output.metrics)]
     assert all(chex_finite)
+    # --cost-window 0 (the default): the constraint signal is this update's mean episode cost.
+    np.testing.assert_array_equal(np.asarray(output.metrics["constraint_cost"]),
+                                  np.asarray(output.metrics["episode_cost"]))
 
 
 def test_same_key_same_numbers_different_keys_differ():
