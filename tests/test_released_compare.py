@@ -98,7 +98,7 @@ def write_released(path, curves):
             runs.append({"arm": arm, "seed": seed, "finished": True, "command": f"python trpo_pid.py {arm}",
                          "curve": {"env_steps": steps, "episode_return": ret, "episode_cost": cost,
                                    "cumulative_cost": (np.cumsum(cost) * 20).tolist()}})
-    runs.append({"arm": "base", "seed": 9, "finished": False, "command": "x", "curve": {}})  # ignored
+    runs.append({"arm": "base", "seed": 9, "finished": False, "command": "x", "curve": {}})  # not started: ignored
     with open(path, "w") as f:
         json.dump({"commit": "1bb7704", "runs": runs}, f)
 
@@ -137,3 +137,24 @@ def test_compare_names_missing_run(tmp_path):
     write_released(str(tmp_path / "released.json"), {"base": [], "shapo": []})
     with pytest.raises(SystemExit, match="--ours-dir: no metrics.csv"):
         compare.main(["--released", str(tmp_path / "released.json"), "--ours-dir", str(tmp_path / "none")])
+
+
+def test_compare_at_common_horizon(tmp_path):
+    """A run still going (released base seed 1 has 3 of 5 updates) sets where both sides are compared."""
+    rng = np.random.default_rng(3)
+    ours = {arm: [(rng.normal(3, 1, 5).tolist(), rng.normal(20, 4, 5).tolist()) for _ in range(2)]
+            for arm in ("base", "shapo")}
+    released = {"base": [ours["base"][0], (ours["base"][1][0][:3], ours["base"][1][1][:3])], "shapo": ours["shapo"]}
+    for arm in ("base", "shapo"):
+        write_ours(str(tmp_path / "ours" / arm), ours[arm])
+    write_released(str(tmp_path / "released.json"), released)
+    out_json = str(tmp_path / "cmp.json")
+    compare.main(["--released", str(tmp_path / "released.json"), "--ours-dir", str(tmp_path / "ours"),
+                  "--json", out_json, "--png", str(tmp_path / "cmp.png"), "--final-updates", "1"])
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result["compared_at_env_steps"] == 60000
+    shapo = result["arms"]["shapo"]["ours"]
+    assert shapo["env_steps"] == 60000
+    assert shapo["final_cost"]["per_seed"] == pytest.approx([cost[2] for _, cost in ours["shapo"]])
+    assert shapo["total_cost"]["per_seed"] == pytest.approx([np.sum(cost[:3]) * 20 for _, cost in ours["shapo"]])

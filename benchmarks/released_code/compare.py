@@ -21,6 +21,9 @@ training episodes so far. "Final" return and cost are the mean over the last ``-
 updates (default 2, i.e. the last 40 episodes), per seed; "total cost" the cumulative cost at the
 end. Across seeds: mean, sample std (ddof 1), and whether the two sides agree within the seed
 spread, taken as |difference of means| <= 2 standard errors of that difference (Welch).
+All of it is taken at the most env steps that every run of both sides has reached
+(``compared_at_env_steps``; the full run length once all have finished), so a comparison made
+while runs are still going compares like with like.
 """
 
 from __future__ import annotations
@@ -71,17 +74,35 @@ def read_ours(run_dir):
 
 
 def read_released(path):
-    """Per-arm, per-seed curves from run.py's JSON: {arm: {seed: curve}}, finished runs only."""
+    """Per-arm, per-seed curves from run.py's JSON: {arm: {seed: curve}}, each run's complete epochs
+    (a run still going counts with the epochs it has finished)."""
     with open(path) as f:
         data = json.load(f)
     curves = {arm: {} for arm in ARMS}
     for run in data["runs"]:
-        if not run.get("finished"):
+        curve = run.get("curve") or {}
+        complete = [i for i, value in enumerate(curve.get("episode_return", [])) if value is not None]
+        if not complete:
             continue
-        curve = run["curve"]
-        curves[run["arm"]][int(run["seed"])] = {"env_steps": curve["env_steps"],
-                                                **{m: curve[m] for m in METRICS}}
+        curves[run["arm"]][int(run["seed"])] = {key: [curve[key][i] for i in complete]
+                                                for key in ("env_steps",) + METRICS}
     return curves, data
+
+
+def truncate(sides, horizon):
+    """Every curve cut to env steps <= horizon."""
+    return {side: {arm: {seed: {key: [v for v, step in zip(values, curve["env_steps"]) if step <= horizon]
+                                for key, values in curve.items()}
+                         for seed, curve in by_seed.items()}
+                   for arm, by_seed in by_arm.items()}
+            for side, by_arm in sides.items()}
+
+
+def common_horizon(sides):
+    """The most env steps every curve of both sides has reached (None if a side has none)."""
+    ends = [curve["env_steps"][-1] for by_arm in sides.values() for by_seed in by_arm.values()
+            for curve in by_seed.values()]
+    return min(ends) if ends else None
 
 
 def seed_finals(curve, final_updates):
@@ -219,6 +240,10 @@ def main(argv=None):
     ours = {arm: read_ours(os.path.join(args.ours_dir, arm)) for arm in ARMS}
     released, released_data = read_released(args.released)
     sides = {"ours": ours, "released": released}
+    horizon = common_horizon(sides)
+    if horizon is None:
+        raise SystemExit("compare.py: no complete update on either side yet")
+    sides = truncate(sides, horizon)
     result = {
         "what": "SafetyPointButton1, TRPO-PID base and SHAPO (Fisher, target KL 1e-5), cost limit 10: shapo_jax "
                 "against the paper's released code (montrealrobotics/shapo @ " + released_data.get("commit", "?") + ")",
@@ -228,6 +253,8 @@ def main(argv=None):
             "total_cost": "per seed, the cost of all training episodes (cumulative, at the end)",
             "mean, std": "over seeds; std is the sample std (ddof 1)",
             "within_seed_spread": "|ours - released| <= 2 Welch standard errors of the difference of means"},
+        "compared_at_env_steps": horizon,
+        "released_runs_finished": sum(bool(run.get("finished")) for run in released_data["runs"]),
         "arms": summarise(sides, args.final_updates),
         "ours_commands": {arm: " ".join(["shapo-train"] + commands[arm][1:]) for arm in ARMS},
         "ours_throughput": {arm: _summary(os.path.join(args.ours_dir, arm)) for arm in ARMS},
@@ -246,7 +273,7 @@ def main(argv=None):
         json.dump(result, f, indent=1)
     os.replace(args.json + ".tmp", args.json)
     plot(sides, args.png, "SafetyPointButton1 TRPO-PID, base and SHAPO: shapo_jax (solid) vs the released code "
-                          "(dashed), mean +- std over seeds")
+                          f"(dashed), mean +- std over seeds, to {horizon:,} env steps")
     for arm in ARMS:
         for side in ("ours", "released"):
             s = result["arms"][arm].get(side)
