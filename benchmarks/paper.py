@@ -5,7 +5,8 @@ SafetyWalker2dFall; algorithms trpo_pid (the paper's PIDLag), cpo and crpo; each
 without SHAPO (Fisher geometry, target KL 1e-5, the released code's README setting), all other
 settings the ``paper`` preset (20 envs x 1000 steps per update, 10M steps, cost limit 10). The
 fall tasks pay at most 1 per episode, so a limit of 10 could never bind there: they keep their
-own default limit (0.2, ours; the paper's value is unknown).
+own default limit (0.2, ours; the paper's value is unknown). ``--quick`` is a smoke run, not a
+measurement: 3 short updates, episodes cut at 100 steps, compiled with XLA's cheap backend passes.
 
 One cell = one (task, algorithm) pair = ONE compiled program: ``jax.vmap(trainer.train)`` over
 ``2 x --seeds`` runs, the radius a traced per-run value (``train(key, rho)``): rho = 0 for the
@@ -165,14 +166,12 @@ def check_budget(config, total_steps) -> None:
 
 def cell_settings(config, grid) -> dict:
     """What a cell was trained with: a finished cell is reused only if these are equal."""
-    import math as _math
-
     from shapo_jax.train import resolve_task
 
     cost_limit, episode_length = resolve_task(config)
     fields = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in ("num_seeds", "out", "progress", "compilation_cache")}
-    settings = {**fields, "seeds_per_arm": grid.seeds, "rho": {"base": 0.0, "shapo": _math.sqrt(2 * grid.target_kl)},
+    settings = {**fields, "seeds_per_arm": grid.seeds, "rho": {"base": 0.0, "shapo": math.sqrt(2 * grid.target_kl)},
                 "resolved_cost_limit": cost_limit, "resolved_episode_length": episode_length,
                 "final_window": grid.final_window}
     return json.loads(json.dumps(settings))  # as it reads back from the file (tuples as lists)
@@ -299,7 +298,7 @@ def summarize(cell: dict, resamples: int) -> dict:
     return {"cost_limit": cell["cost_limit"], "seeds_per_arm": len(cell["arms"]["base"]["runs"]),
             "num_updates": cell["num_updates"], "final_window_updates": cell["final_window_updates"],
             "compile_s": cell["compile_s"], "run_s": cell["run_s"], **summary,
-            "curves": os.path.join("cells", os.path.basename(cell_path("", cell["task"], cell["algo"])))}
+            "curves": os.path.relpath(cell_path("", cell["task"], cell["algo"]))}
 
 
 def table_rows(task: str, algo: str, summary: dict) -> list[str]:
@@ -386,7 +385,7 @@ def write_outputs(out: str, cells: list[dict], report: dict, resamples: int) -> 
     return results
 
 
-def print_cell(summary: dict, task: str, algo: str) -> None:
+def print_cell(summary: dict) -> None:
     for m in METRICS:
         base, shapo, diff = summary["base"][m], summary["shapo"][m], summary["shapo_minus_base"][m]
         low, high = diff["ci95"]
@@ -427,6 +426,25 @@ def prepare(args):
     return grid, out, plan
 
 
+def describe(args, grid, first) -> dict:
+    """paper.json's record of the grid and of what each figure means."""
+    return {"benchmark": "paper", "quick": args.quick,
+            "grid": {"tasks": list(grid.tasks), "algos": list(grid.algos), "seeds_per_arm": grid.seeds,
+                     "total_steps": first.total_steps, "steps_per_update": first.steps_per_update,
+                     "num_updates": first.num_updates, "perturbation_target_kl": grid.target_kl,
+                     "geometry": "fisher", "final_window": grid.final_window,
+                     "bootstrap_resamples": grid.resamples, "seed": grid.seed},
+            "definitions": {
+                "final_return": "mean episode return over the last final_window of updates, per run",
+                "final_cost": "mean episode cost over the last final_window of updates, per run",
+                "total_cost": "cost summed over every env step of training, per run",
+                "std": "sample standard deviation over seeds (ddof 1)",
+                "shapo_minus_base": "difference of means; ci95: percentile bootstrap, arms resampled "
+                                    "independently; p_value: two-sided Welch t-test",
+                "fall_tasks": f"{', '.join(FALL_TASKS)} keep the task's own cost limit (at most 1 cost per "
+                              "episode, so the preset's 10 could never bind; the paper's value is unknown)"}}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -441,25 +459,12 @@ def main(argv=None) -> int:
 
     enable_compilation_cache(not args.no_compilation_cache)
     first = plan[0][0]
-    report = {**header(), "benchmark": "paper", "quick": args.quick,
-              "grid": {"tasks": list(grid.tasks), "algos": list(grid.algos), "seeds_per_arm": grid.seeds,
-                       "total_steps": first.total_steps, "steps_per_update": first.steps_per_update,
-                       "num_updates": first.num_updates, "perturbation_target_kl": grid.target_kl,
-                       "geometry": "fisher", "final_window": grid.final_window,
-                       "bootstrap_resamples": grid.resamples, "seed": grid.seed},
-              "definitions": {
-                  "final_return": "mean episode return over the last final_window of updates, per run",
-                  "final_cost": "mean episode cost over the last final_window of updates, per run",
-                  "total_cost": "cost summed over every env step of training, per run",
-                  "std": "sample standard deviation over seeds (ddof 1)",
-                  "shapo_minus_base": "difference of means; ci95: percentile bootstrap, arms resampled "
-                                      "independently; p_value: two-sided Welch t-test",
-                  "fall_tasks": f"{', '.join(FALL_TASKS)} keep the task's own cost limit (at most 1 cost per "
-                                "episode, so the preset's 10 could never bind; the paper's value is unknown)"}}
-    cells = [cell for _, _, cell in plan if cell is not None]
+    report = {**header(), **describe(args, grid, first)}
+    done = {(config.env, config.algo): cell for config, _, cell in plan if cell is not None}
+    in_grid_order = lambda: [done[key] for key in ((c.env, c.algo) for c, _, _ in plan) if key in done]
     print(f"paper.py: {len(plan)} cell(s) ({', '.join(grid.tasks)} x {', '.join(grid.algos)}), {grid.seeds} seeds x "
           f"{{base, SHAPO target KL {grid.target_kl:g}}} per cell, {first.num_updates} updates of "
-          f"{first.num_envs} envs x {first.unroll_length} steps per run; {len(cells)} already in {out}", flush=True)
+          f"{first.num_envs} envs x {first.unroll_length} steps per run; {len(done)} already in {out}", flush=True)
     start = time.perf_counter()
     for number, (config, settings, cell) in enumerate(plan, 1):
         tag = f"[{number}/{len(plan)}] {config.env} {config.algo}"
@@ -471,16 +476,16 @@ def main(argv=None) -> int:
         try:
             cell = run_cell(config, grid, settings, progress=not args.no_progress)
         except KeyboardInterrupt:
-            print(f"\npaper.py: interrupted in {tag}; {len(cells)} cell(s) kept in {out}; "
+            print(f"\npaper.py: interrupted in {tag}; {len(done)} cell(s) kept in {out}; "
                   f"the same command resumes", file=sys.stderr, flush=True)
             return 130
         write_json(cell_path(out, config.env, config.algo), cell)
-        cells.append(cell)
-        results = write_outputs(out, cells, report, grid.resamples)
+        done[config.env, config.algo] = cell
+        results = write_outputs(out, in_grid_order(), report, grid.resamples)
         print(f"{tag}: compile {cell['compile_s']:.0f}s, train {cell['run_s']:.0f}s "
               f"({cell['env_steps_per_s']:,.0f} env steps/s over all runs)", flush=True)
-        print_cell(results[config.env][config.algo], config.env, config.algo)
-    results = write_outputs(out, cells, {**report, "wall_s": round(time.perf_counter() - start, 1)}, grid.resamples)
+        print_cell(results[config.env][config.algo])
+    results = write_outputs(out, in_grid_order(), {**report, "wall_s": round(time.perf_counter() - start, 1)}, grid.resamples)
     print("\n".join(TABLE_HEADER + [row for task, algos in results.items() for algo, s in algos.items()
                                     for row in table_rows(task, algo, s)]))
     print(f"paper.py: wrote {os.path.join(out, 'paper.json')}, table.md, curves.csv, "
