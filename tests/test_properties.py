@@ -3,8 +3,9 @@
 tests/test_sharpness.py and tests/test_advantages.py check these functions against
 references on hand-picked cases; here hypothesis draws the inputs. The transform's
 invariants: the Euclidean perturbation has norm rho, the Fisher one has damped Fisher norm
-rho before backtracking (whatever the number of CG iterations), the cosine diagnostic lies in
-[-1, 1], and rho = 0 returns the incoming gradient bit for bit. GAE's: a rollout split in two
+rho before backtracking (whatever the number of CG iterations) and backtracking takes the first
+scale within the KL radius, the cosine diagnostic lies in [-1, 1], and rho = 0 returns the
+incoming gradient bit for bit. GAE's: a rollout split in two
 gives the advantages of the whole (the second part exactly; the first part up to the
 carried-over term, exactly at an episode end).
 
@@ -18,14 +19,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from shapo_jax.advantages import generalized_advantage_estimation
 from shapo_jax.sharpness import sharpness_aware
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True)
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True)
 
 SIZE = 6  # parameters, as a two-leaf pytree: {"a": [2], "b": [2, 2]}
 
@@ -109,6 +110,39 @@ def test_fisher_perturbation_has_damped_fisher_norm_rho_before_backtracking(grad
     np.testing.assert_allclose(np.sqrt(eps @ damped @ eps), rho, rtol=1e-3)
     np.testing.assert_allclose(float(state.perturbation_norm), np.linalg.norm(eps), rtol=1e-5)
     assert float(state.scale) == 1.0
+
+
+@jax.jit
+def backtracked(gradient, rho, fisher_matrix, kl_multiple):
+    """(s eps, state) of a Fisher update at params = 0 that backtracks against the KL
+    q x 1/2 theta^T F~ theta: q times the quadratic model, so q s^2 delta at s eps."""
+    damped = fisher_matrix + 0.1 * jnp.eye(SIZE)
+    transform = sharpness_aware(rho, geometry="fisher", cg_iters=SIZE, damping=0.1)
+    return transform.update(gradient, transform.init(ZERO), ZERO, grad_fn=evaluation_point,
+                            fvp_fn=lambda vector: to_tree(fisher_matrix @ to_flat_jnp(vector)),
+                            kl_fn=lambda theta: kl_multiple * 0.5 * to_flat_jnp(theta) @ damped @ to_flat_jnp(theta))
+
+
+@SETTINGS
+@given(gradient=vectors(min_norm=1e-2), rho=radii, fisher=fisher_matrices(),
+       kl_multiple=st.floats(-1.0, 7.0).map(lambda exponent: 2.0**exponent))
+def test_backtracking_accepts_the_first_scale_within_the_kl_radius_else_a_tenth(gradient, rho, fisher, kl_multiple):
+    """s is the first of 1, 0.8, ..., 0.8^9 with KL(s eps) <= delta = rho^2 / 2, or 0.1 unchecked."""
+    fisher32 = jnp.asarray(fisher, jnp.float32)
+    applied, state = backtracked(to_tree(gradient), rho, fisher32, kl_multiple)
+    scale = float(state.scale)
+    unscaled = to_flat(applied) / scale
+    damped = np.asarray(fisher32, np.float64) + np.float64(np.float32(0.1)) * np.eye(SIZE)
+    kl = lambda eps: float(np.float32(kl_multiple)) * 0.5 * eps @ damped @ eps  # noqa: E731
+    delta = rho**2 / 2
+    candidates = [0.8**k for k in range(10)]
+    kls = [kl(c * unscaled) for c in candidates]
+    assume(all(abs(value - delta) > 1e-3 * delta for value in kls))  # no float32 near-ties
+    expected = next((c for c, value in zip(candidates, kls) if value <= delta), 0.1)
+    np.testing.assert_allclose(scale, expected, rtol=1e-6)
+    np.testing.assert_allclose(float(state.kl), kl(to_flat(applied)), rtol=1e-3)
+    if expected != 0.1:
+        assert float(state.kl) <= delta * (1 + 1e-5)
 
 
 @SETTINGS
