@@ -46,6 +46,7 @@ import math
 import os
 import sys
 import time
+from typing import NamedTuple, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,6 +76,20 @@ class UsageError(ValueError):
     """Bad input: one line naming the flag."""
 
 
+class Grid(NamedTuple):
+    """What the command runs: the cells (tasks x algos) and what every cell shares."""
+
+    tasks: tuple[str, ...]
+    algos: tuple[str, ...]
+    seeds: int  # per arm
+    sizes: dict  # TrainConfig fields set over the paper preset (--quick, --total-steps)
+    target_kl: float  # SHAPO's radius as a target KL; rho = sqrt(2 target_kl)
+    seed: int
+    final_window: float
+    resamples: int  # bootstrap resamples
+    compiler_options: Optional[dict] = None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=None, help=f"registered task names (default: {' '.join(PAPER_TASKS)})")
@@ -99,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------ settings
 
 
-def resolve(args) -> argparse.Namespace:
+def resolve(args) -> Grid:
     """The grid to run with --quick and the defaults filled in; ``UsageError`` naming the first bad flag.
 
     Nothing is compiled here; the registry is read to check the task names.
@@ -131,15 +146,14 @@ def resolve(args) -> argparse.Namespace:
     sizes = dict(QUICK_SIZES) if args.quick else {}
     if args.total_steps is not None:
         sizes["total_steps"] = args.total_steps
-    grid = argparse.Namespace(tasks=tuple(dict.fromkeys(tasks)), algos=tuple(dict.fromkeys(algos)), seeds=seeds,
-                              sizes=sizes, target_kl=args.perturbation_target_kl, seed=args.seed,
-                              final_window=args.final_window, resamples=args.bootstrap_resamples,
-                              compiler_options=QUICK_COMPILER_OPTIONS if args.quick else None)
-    check_budget(cell_config(grid, grid.tasks[0], grid.algos[0]), args.total_steps)
+    grid = Grid(tuple(dict.fromkeys(tasks)), tuple(dict.fromkeys(algos)), seeds, sizes, args.perturbation_target_kl,
+                args.seed, args.final_window, args.bootstrap_resamples,
+                QUICK_COMPILER_OPTIONS if args.quick else None)
+    check_budget(cell_config(grid, grid.tasks[0], grid.algos[0]))
     return grid
 
 
-def cell_config(grid, task: str, algo: str):
+def cell_config(grid: Grid, task: str, algo: str):
     """The cell's TrainConfig: the paper preset resolved once (SHAPO on, so the transform is in the
     program), then frozen (preset none) so that the overrides stay; fall tasks keep their own limit."""
     from shapo_jax.config import TrainConfig, apply_preset
@@ -153,18 +167,18 @@ def cell_config(grid, task: str, algo: str):
     return config
 
 
-def check_budget(config, total_steps) -> None:
+def check_budget(config) -> None:
     """--total-steps: at least one update, a whole number of updates."""
-    per_update = config.steps_per_update
-    if config.total_steps < per_update:
+    per_update, total_steps = config.steps_per_update, config.total_steps
+    if total_steps < per_update:
         raise UsageError(f"--total-steps: {total_steps:,} is less than one update ({per_update:,} env steps: "
                          f"{config.num_envs} envs x {config.unroll_length} steps)")
-    if config.total_steps % per_update:
+    if total_steps % per_update:
         raise UsageError(f"--total-steps: must be a multiple of one update's {per_update:,} env steps "
                          f"({config.num_envs} envs x {config.unroll_length}), got {total_steps:,}")
 
 
-def cell_settings(config, grid) -> dict:
+def cell_settings(config, grid: Grid) -> dict:
     """What a cell was trained with: a finished cell is reused only if these are equal."""
     from shapo_jax.train import resolve_task
 
@@ -232,7 +246,7 @@ class Progress:
             self.bar.close()
 
 
-def run_cell(config, grid, settings: dict, progress: bool) -> dict:
+def run_cell(config, grid: Grid, settings: dict, progress: bool) -> dict:
     """Trains both arms x ``grid.seeds`` seeds of one (task, algorithm) in one program; every
     run's curves and final figures."""
     import jax
@@ -426,7 +440,7 @@ def prepare(args):
     return grid, out, plan
 
 
-def describe(args, grid, first) -> dict:
+def describe(args, grid: Grid, first) -> dict:
     """paper.json's record of the grid and of what each figure means."""
     return {"benchmark": "paper", "quick": args.quick,
             "grid": {"tasks": list(grid.tasks), "algos": list(grid.algos), "seeds_per_arm": grid.seeds,
