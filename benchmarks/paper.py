@@ -90,8 +90,15 @@ class Grid(NamedTuple):
     compiler_options: Optional[dict] = None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"paper.py: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=None, help=f"registered task names (default: {' '.join(PAPER_TASKS)})")
     p.add_argument("--algos", nargs="+", default=None,
                    help=f"trust-region algorithms: trpo_pid, cpo, crpo, trpo_lag (default: {' '.join(PAPER_ALGOS)})")

@@ -79,6 +79,13 @@ def test_bad_input_is_one_line_naming_the_flag_before_compiling(argv, flag, says
     assert stdout == "" and not out.exists()
 
 
+def test_malformed_flag_is_one_line():
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+        paper.build_parser().parse_args(["--seeds", "two"])
+    assert exit_info.value.code == 2
+    assert err.getvalue() == "paper.py: error: argument --seeds: invalid int value: 'two'\n"
+
+
 def test_out_that_is_a_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(paper, "run_cell", must_not_train)
     target = tmp_path / "file"
