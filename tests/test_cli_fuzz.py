@@ -102,6 +102,8 @@ def out_path(kind: str, folder) -> str:
         return str(folder / "a_file")
     if kind == "under-file":
         return str(folder / "a_file" / "run")
+    if kind == "empty":
+        return ""
     raise ValueError(kind)
 
 
@@ -242,7 +244,7 @@ MALFORMED_KINDS = {
     "unknown flag": st.sampled_from([["--bogus", "3"], ["--num-env", "8"], ["--cost-limt", "2"], ["--rho-", "0.1"],
                                      ["--Rho", "0.1"]]),
     "value after a flag without one": booleans.map(lambda flag: [*flag, "3"]),
-    "out is a file": st.sampled_from(["file", "under-file"]).map(lambda kind: ["--out", f"<{kind}>"]),
+    "out is a file": st.sampled_from(["file", "under-file", "empty"]).map(lambda kind: ["--out", f"<{kind}>"]),
     "missing value": st.sampled_from(sorted(TYPED)).map(lambda flag: [flag]),  # last on the line
 }
 
@@ -356,13 +358,19 @@ def test_tyro_error_line_keeps_the_reason_and_suggests_the_flag(outs, capsys):
 
 
 @NEEDS_PATCH
-@pytest.mark.parametrize("kind", ["file", "under-file"])
+@pytest.mark.parametrize("kind", ["file", "under-file", "empty"])
 @pytest.mark.parametrize("extra", [[], ["--checkpoint-every", "128"], ["--resume"]])
 def test_out_naming_a_file_or_a_path_under_one_fails_before_compiling(outs, kind, extra):
     before = sorted(os.listdir(outs))
     assert outcome(BASE + extra + ["--out", out_path(kind, outs)]) == "--out"
     assert sorted(os.listdir(outs)) == before
     assert (outs / "a_file").read_text() == "not a directory\n"
+
+
+@NEEDS_PATCH
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where nothing can be created")
+def test_out_that_cannot_be_created_fails_before_compiling(outs):
+    assert outcome(BASE + ["--out", "/proc/shapo_fuzz/run"]) == "--out"
 
 
 @pytest.mark.xfail(_seed_is_unbounded(), reason="needs /tmp/config_seed.patch (--seed bounded in config.validate)",
