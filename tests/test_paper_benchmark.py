@@ -230,7 +230,7 @@ def test_issue_quick_command_on_safety_point_goal1(tmp_path):
     per arm, 3 updates of 20 envs x 100 steps) writes DIR/paper.json and a PNG in DIR."""
     out = tmp_path / "quick"
     result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "paper.py"), "--quick", "--out", str(out),
-                             "--no-progress"], capture_output=True, text=True, timeout=900)
+                             "--no-progress", "--no-compilation-cache"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(out / "paper.json") as f:
         cell = json.load(f)["results"]["SafetyPointGoal1"]["trpo_pid"]
