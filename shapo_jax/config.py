@@ -44,7 +44,7 @@ class TrainConfig:
     algo: str = "ppo_lag"
     """Algorithm: ppo (unconstrained; cost only logged), ppo_lag, ppo_pid, trpo_lag, trpo_pid (the paper's PIDLag), cpo, crpo."""
     preset: Literal["none", "paper", "paper-base"] = "none"
-    """paper: the released SHAPO code's settings for the trust-region algorithms (Fisher SHAPO, target KL 1e-5); paper-base: the same without SHAPO. Flags left at their defaults take the preset's values."""
+    """paper: the released SHAPO code's settings for the trust-region algorithms (Fisher SHAPO, target KL 1e-5; its constraint signal --cost-window 50, per-step observation statistics, PyTorch init); paper-base: the same without SHAPO. Flags left at their defaults take the preset's values."""
 
     rho: float = 0.0
     """SHAPO perturbation radius (0 = no sharpness step). Euclidean norm, or Fisher norm with --geometry fisher."""

@@ -321,3 +321,77 @@ def test_resume_from_a_checkpoint_is_bit_for_bit_with_the_released_setup_on(tmp_
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+SHARDED_MAIN = """
+import jax, numpy as np
+from shapo_jax import TrainConfig, distributed
+from shapo_jax.train import make_trainer, seed_keys
+
+config = TrainConfig(env="PointHazard", algo="ppo_pid", num_envs=8, unroll_length=16, num_minibatches=2,
+                     update_epochs=1, total_steps=8 * 16 * 3, episode_length=6, num_seeds=1, cost_window=5,
+                     observation_normalization="step", initialization="torch")
+trainer = make_trainer(config)
+keys = seed_keys(0, 1)
+finals = []
+for num_devices in (1, 2):
+    mesh = distributed.make_mesh(1, 8, num_devices)
+    put = distributed.put_global(keys, distributed.seed_sharding(mesh))
+    abstract = jax.eval_shape(jax.vmap(trainer.init), put)
+    sharding = distributed.state_shardings(mesh, abstract)
+    state = jax.jit(jax.vmap(trainer.init), out_shardings=sharding)(put)
+    update = jax.jit(jax.vmap(trainer.update), in_shardings=(sharding,), out_shardings=(sharding, distributed.replicated(mesh)))
+    for _ in range(3):
+        state, _ = update(state)
+    assert len(state.env_state.obs.sharding.device_set) == num_devices
+    finals.append(jax.device_get(state))
+one, two = finals
+for name in ("mean", "var", "count"):
+    np.testing.assert_allclose(getattr(two.normalizer, name), getattr(one.normalizer, name), rtol=1e-5, atol=1e-6)
+np.testing.assert_array_equal(two.cost_window.costs, one.cost_window.costs)
+np.testing.assert_array_equal(two.cost_window.count, one.cost_window.count)
+np.testing.assert_allclose(two.constraint_cost, one.constraint_cost, rtol=1e-6)
+for a, b in zip(jax.tree.leaves(one.actor_params), jax.tree.leaves(two.actor_params)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+print("OK", float(one.normalizer.count[0]), one.cost_window.count.tolist())
+"""
+
+
+@pytest.mark.slow
+def test_per_step_statistics_and_cost_window_are_those_of_the_whole_seed_on_two_devices():
+    """A seed's envs split over 2 host devices: the statistics and the cost window are reduced
+    over all of its envs (XLA inserts the cross-device reductions), as on one device."""
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run([sys.executable, "-c", SHARDED_MAIN], env=environment, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1].startswith("OK"), done.stdout
+
+
+# ----------------------------------------------------------------------------------------
+# Unclipped actions: each env clips where its original does
+# ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SafetyPointGoal1", "Swimmer"])
+def test_envs_clamp_an_out_of_range_action_to_the_motor_range(name):
+    """Navigation clips to the actuators' range as Safety-Gymnasium's builder does; Swimmer
+    (v4) leaves it to MuJoCo's ctrlrange clamp and charges its control cost on the raw action."""
+    import shapo_envs
+    from shapo_envs.swimmer import Swimmer
+
+    env = Swimmer() if name == "Swimmer" else shapo_envs.make_env(name)
+    step = jax.jit(env.step)
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    inside = jnp.linspace(-1.0, 1.0, env.action_size) * jnp.ones(env.action_size)
+    outside = 3.0 * inside
+    clipped, raw = step(state, inside), step(state, outside)
+    np.testing.assert_array_equal(np.asarray(raw.obs), np.asarray(clipped.obs))
+    if name == "Swimmer":
+        extra = 1e-4 * float(jnp.sum(outside**2) - jnp.sum(inside**2))  # Swimmer-v4's control cost weight
+        np.testing.assert_allclose(float(clipped.reward - raw.reward), extra, rtol=1e-4)
+    else:
+        np.testing.assert_array_equal(np.asarray(raw.reward), np.asarray(clipped.reward))

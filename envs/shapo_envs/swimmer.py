@@ -5,7 +5,9 @@ Brax's ``brax.envs.swimmer.Swimmer`` accepts only the ``generalized`` backend, s
 fluid drag, which MJX implements). Reward, observation and reset noise are Swimmer-v4's
 (gymnasium/envs/mujoco/swimmer_v4.py): ``reward = 1.0 * x_velocity - 1e-4 * ||a||^2`` with
 ``x_velocity`` from ``qpos[0]``, ``obs = (qpos[2:], qvel)``, frame_skip 4, uniform noise of
-scale 0.1 on qpos and qvel. Swimmer never terminates.
+scale 0.1 on qpos and qvel. Swimmer never terminates. As in Swimmer-v4, the action is taken
+as it comes: the control cost is charged on it, and MuJoCo (here MJX's actuation) clamps the
+control to the motors' ``ctrlrange`` [-1, 1] (``ctrllimited`` in the XML).
 """
 
 from __future__ import annotations
