@@ -27,6 +27,10 @@ number the code computes; it only
 The released code keeps its 5 Safety-Gymnasium envs in 5 subprocesses (``SafetyAsyncVectorEnv``),
 so one run is 6 processes.
 
+Running the same command again starts only what is missing: runs not started, and runs that failed
+or died before their last epoch (afresh), still ``--jobs`` at a time counting the runs an earlier
+invocation left running (found by their command line in /proc).
+
 ``--parse-only`` rebuilds the JSON from an ``--out`` directory whose runs have finished (or are
 still running: finished epochs are read). Curves per arm and seed: epoch, env steps, EpRet and
 EpCost (the released logger's: epoch mean of the mean over the last 50 training episodes),
@@ -44,6 +48,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -137,14 +142,49 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def _running_elsewhere(run_dir):
+    """Whether a process (started by another invocation of this script) is running this run."""
+    marker = os.path.join(run_dir, "episodes.csv").encode()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def _state(args, arm, seed):
+    """new, running (by another invocation), done, or failed (ended or died before the last epoch)."""
+    run_dir = os.path.join(args.out, run_name(arm, seed))
+    record_path = os.path.join(run_dir, "run.json")
+    if not os.path.exists(record_path):
+        return "new"
+    if _running_elsewhere(run_dir):
+        return "running"
+    with open(record_path) as f:
+        record = json.load(f)
+    curve = parse_run(run_dir)
+    finished = curve is not None and curve["env_steps"] and curve["env_steps"][-1] >= args.total_steps
+    return "done" if finished and record.get("returncode", 0) == 0 else "failed"
+
+
 def run_all(args):
-    # A run whose directory already has a run.json was started before (by another invocation,
-    # possibly still running): it is not started again.
-    queue = [(arm, seed) for seed in args.seeds for arm in args.arms
-             if not os.path.exists(os.path.join(args.out, run_name(arm, seed), "run.json"))]
+    """Starts every run not done or running yet (a failed one afresh), ``--jobs`` at a time,
+    counting runs that another invocation left running."""
+    states = {(arm, seed): _state(args, arm, seed) for seed in args.seeds for arm in args.arms}
+    queue = [key for key, state in states.items() if state in ("new", "failed")]
+    elsewhere = [key for key, state in states.items() if state == "running"]
+    for arm, seed in queue:
+        if states[(arm, seed)] == "failed":
+            shutil.rmtree(os.path.join(args.out, run_name(arm, seed)))
+            print(f"{run_name(arm, seed)}: failed or died before its last epoch; starting it again", flush=True)
     running = []
-    while queue or running:
-        while queue and len(running) < args.jobs:
+    while queue or running or elsewhere:
+        elsewhere = [key for key in elsewhere if _running_elsewhere(os.path.join(args.out, run_name(*key)))]
+        while queue and len(running) + len(elsewhere) < args.jobs:
             running.append(launch(args, *queue.pop(0)))
         time.sleep(5)
         for item in list(running):
@@ -308,7 +348,9 @@ def main(argv=None):
     parser.add_argument("--total-steps", type=int, default=200_000)
     parser.add_argument("--perturbation-target-kl", type=float, default=1e-5)
     parser.add_argument("--cost-limit", type=float, default=10.0)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each is 6 processes)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs at a time, counting those another invocation left running (each run is 6 "
+                             "processes of ~0.8 GB resident; 6 at once ran a 24 GB machine out of memory)")
     parser.add_argument("--out", required=True, help="directory for the runs' logs (outside the repo)")
     parser.add_argument("--json", default=DEFAULT_JSON)
     parser.add_argument("--parse-only", action="store_true", help="only rebuild --json from --out")
