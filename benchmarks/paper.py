@@ -8,14 +8,17 @@ fall tasks pay at most 1 per episode, so a limit of 10 could never bind there: t
 own default limit (0.2, ours; the paper's value is unknown). ``--quick`` is a smoke run, not a
 measurement: 3 short updates, episodes cut at 100 steps, compiled with XLA's cheap backend passes.
 
-One cell = one (task, algorithm) pair = ONE compiled program: ``jax.vmap(trainer.train)`` over
-``2 x --seeds`` runs, the radius a traced per-run value (``train(key, rho)``): rho = 0 for the
-base arm, which is then exactly the base algorithm (the SHAPO transform returns the gradient
+One cell = one (task, algorithm) pair = ONE compiled training program: ``jax.vmap`` over
+``2 x --seeds`` runs of a scan over updates (the updates between two checkpoints), each run at
+its own radius, a traced value (``Trainer.update_at_own_radius``, as ``train(key, rho)``
+steps): rho = 0 for the base arm, which is then exactly the base algorithm (the SHAPO transform returns the gradient
 unchanged), and rho = sqrt(2 delta) for the SHAPO arm. Seed i of both arms starts from the same
 key (same initial networks and env draws). Each finished cell is written to
-``OUT/cells/<task>__<algo>.json`` at once, with every run's curves; a rerun of the same command
-skips the cells already there (resume after an interruption: only the cell in progress is lost)
-and refuses cells written with other settings.
+``OUT/cells/<task>__<algo>.json`` at once, with every run's curves. A cell in progress saves its
+whole vmapped state every ``--checkpoint-every`` env steps per run (500k, 25 updates, by default)
+under ``OUT/cells/<task>__<algo>.partial/``. A rerun of the same command skips the finished cells
+and continues the interrupted one from its newest checkpoint (bit for bit as if it had not
+stopped); cells started or finished with other settings stop it, naming ``--out``.
 
 Per run: ``final_return`` and ``final_cost`` are the mean episode return / cost over the last
 ``--final-window`` fraction of updates (10%, at least one update; each update's value is the
@@ -44,6 +47,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import NamedTuple, Optional
@@ -62,6 +66,7 @@ CURVES = ("episode_return", "episode_cost", "total_cost")
 CURVE_TITLES = {"episode_return": "episode return", "episode_cost": "episode cost",
                 "total_cost": "cost paid in training (cumulative)"}
 DEFAULT_SEEDS = 10  # the paper's count is unknown
+DEFAULT_CHECKPOINT_EVERY = 500_000  # 25 of the preset's updates
 # --quick: one cell, 2 seeds per arm, 3 updates of 20 envs x 100 steps, minibatches of 125 as the
 # preset's; episodes cut at 100 steps so that some finish in every update.
 QUICK = dict(tasks=("SafetyPointGoal1",), algos=("trpo_pid",), seeds=2)
@@ -87,6 +92,7 @@ class Grid(NamedTuple):
     seed: int
     final_window: float
     resamples: int  # bootstrap resamples
+    checkpoint_every: int  # env steps per run between checkpoints of a cell in progress (0: none)
     compiler_options: Optional[dict] = None
 
 
@@ -109,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-window", type=float, default=0.1, help="fraction of the last updates averaged for final_*")
     p.add_argument("--seed", type=int, default=0, help="base seed; seed i of both arms uses the same key")
     p.add_argument("--bootstrap-resamples", type=int, default=10_000)
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help=f"env steps per run between checkpoints of the cell in progress, so that an interrupted "
+                        f"cell continues where it stopped (default {DEFAULT_CHECKPOINT_EVERY:,}; --quick: none; 0: none)")
     p.add_argument("--out", default=None, help="output directory (default benchmarks/results/paper_<platform>)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: SafetyPointGoal1, trpo_pid, 2 seeds per arm, 3 updates of 20 envs x 100 steps")
@@ -153,10 +162,15 @@ def resolve(args) -> Grid:
     sizes = dict(QUICK_SIZES) if args.quick else {}
     if args.total_steps is not None:
         sizes["total_steps"] = args.total_steps
+    checkpoint_every = args.checkpoint_every
+    if checkpoint_every is None:
+        checkpoint_every = 0 if args.quick else DEFAULT_CHECKPOINT_EVERY
     grid = Grid(tuple(dict.fromkeys(tasks)), tuple(dict.fromkeys(algos)), seeds, sizes, args.perturbation_target_kl,
-                args.seed, args.final_window, args.bootstrap_resamples,
+                args.seed, args.final_window, args.bootstrap_resamples, checkpoint_every,
                 QUICK_COMPILER_OPTIONS if args.quick else None)
-    check_budget(cell_config(grid, grid.tasks[0], grid.algos[0]))
+    config = cell_config(grid, grid.tasks[0], grid.algos[0])
+    check_budget(config)
+    check_checkpoints(config, checkpoint_every)
     return grid
 
 
@@ -185,6 +199,16 @@ def check_budget(config) -> None:
                          f"({config.num_envs} envs x {config.unroll_length}), got {total_steps:,}")
 
 
+def check_checkpoints(config, checkpoint_every: int) -> None:
+    """--checkpoint-every: 0, or whole updates that divide the run (or the whole run or more: none)."""
+    per_update, total_steps = config.steps_per_update, config.total_steps
+    if checkpoint_every < 0 or checkpoint_every % per_update:
+        raise UsageError(f"--checkpoint-every: must be 0 or a positive multiple of one update's {per_update:,} env "
+                         f"steps, got {checkpoint_every:,}")
+    if 0 < checkpoint_every < total_steps and total_steps % checkpoint_every:
+        raise UsageError(f"--checkpoint-every: must divide --total-steps {total_steps:,}, got {checkpoint_every:,}")
+
+
 def cell_settings(config, grid: Grid) -> dict:
     """What a cell was trained with: a finished cell is reused only if these are equal."""
     from shapo_jax.train import resolve_task
@@ -202,6 +226,31 @@ def cell_path(out: str, task: str, algo: str) -> str:
     return os.path.join(out, "cells", f"{task}__{algo}.json")
 
 
+def differing_settings(path: str, earlier: dict, settings: dict) -> None:
+    """``UsageError`` naming --out if ``earlier`` (read from ``path``) differs from ``settings``;
+    fields only one side knows are ignored (a config field added since)."""
+    differing = sorted(k for k in settings.keys() & earlier.keys() if settings[k] != earlier[k])
+    if differing:
+        raise UsageError(f"--out: {path} was trained with other settings ({', '.join(differing[:4])}); "
+                         f"give another --out or delete it")
+
+
+def partial_settings(settings: dict, checkpoint_every: int) -> dict:
+    """What a cell in progress was started with: resuming needs the same chunks too."""
+    return {**settings, "checkpoint_every": checkpoint_every}
+
+
+def check_partial(out: str, task: str, algo: str, settings: dict) -> None:
+    """A cell in progress with other settings stops the command (naming --out) before compiling."""
+    path = os.path.join(partial_dir(out, task, algo), "settings.json")
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (OSError, ValueError):
+        return
+    differing_settings(os.path.dirname(path), earlier, settings)
+
+
 def finished_cell(out: str, task: str, algo: str, settings: dict):
     """The cell already written by an earlier run with the same settings, or None; ``UsageError``
     naming --out if it was written with other settings. Fields only one side knows are ignored
@@ -214,11 +263,7 @@ def finished_cell(out: str, task: str, algo: str, settings: dict):
             cell = json.load(f)
     except (OSError, ValueError):
         return None  # cut short: run it again
-    earlier = cell.get("settings", {})
-    differing = sorted(k for k in settings.keys() & earlier.keys() if settings[k] != earlier[k])
-    if differing:
-        raise UsageError(f"--out: {path} was trained with other settings ({', '.join(differing[:4])}); "
-                         f"give another --out or delete it")
+    differing_settings(path, cell.get("settings", {}), settings)
     return cell
 
 
@@ -248,40 +293,124 @@ class Progress:
             self.bar.set_postfix({f"return {ARM_LABELS[a]}": f"{np.mean(v):.2f}" for a, v in self.latest.items() if v},
                                  refresh=False)
 
+    def skip(self, updates: int) -> None:
+        """Updates done before a resume."""
+        if self.enabled:
+            self.bar.update(updates)
+
     def close(self) -> None:
         if self.enabled:
             self.bar.close()
 
 
-def run_cell(config, grid: Grid, settings: dict, progress: bool) -> dict:
+def chunk_updates(config, checkpoint_every: int) -> int:
+    """Updates per compiled chunk: every update without checkpoints, else --checkpoint-every's."""
+    if checkpoint_every == 0 or checkpoint_every >= config.total_steps:
+        return config.num_updates
+    return checkpoint_every // config.steps_per_update
+
+
+def partial_dir(out: str, task: str, algo: str) -> str:
+    """Where a cell in progress keeps its checkpoints (removed once the cell is written)."""
+    return os.path.join(out, "cells", f"{task}__{algo}.partial")
+
+
+def save_partial(checkpoints, updates: int, steps_per_update: int, state, history: list[dict]) -> None:
+    """The vmapped state after ``updates`` updates and the curves so far, as one orbax checkpoint
+    (written whole or not at all)."""
+    import numpy as np
+
+    from shapo_jax.checkpoint import host_copy
+
+    curves = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
+    checkpoints.save(updates * steps_per_update, updates, host_copy(state), host_copy(curves))
+
+
+def restore_partial(checkpoints, steps_per_update: int, abstract_state, abstract_chunk: dict):
+    """(state, curves so far, updates done) from the newest checkpoint that restores, or None;
+    unreadable ones are set aside with a message."""
+    import jax
+    import numpy as np
+
+    for step in reversed(checkpoints.steps()):
+        updates = step // steps_per_update
+        curves = {k: jax.ShapeDtypeStruct(v.shape[:1] + (updates,), v.dtype) for k, v in abstract_chunk.items()}
+        try:
+            restored = checkpoints.restore(step, abstract_state, curves)
+        except Exception as error:  # noqa: BLE001 - any failure means: not usable
+            print(f"    checkpoint {step} in {checkpoints.directory} cannot be restored ({type(error).__name__}); "
+                  f"skipping it", flush=True)
+            checkpoints.set_aside(step)
+            continue
+        return restored.state, [{k: np.asarray(v) for k, v in restored.metrics.items()}], restored.update
+    return None
+
+
+def run_cell(config, grid: Grid, settings: dict, progress: bool, partial: str) -> dict:
     """Trains both arms x ``grid.seeds`` seeds of one (task, algorithm) in one program; every
-    run's curves and final figures."""
+    run's curves and final figures.
+
+    The program is ``jax.vmap`` of a scan over a chunk of updates, each run at its own (traced)
+    radius; with --checkpoint-every the state and the curves so far are saved under ``partial``
+    after every chunk, and a cell interrupted earlier continues from its newest checkpoint."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from _common import compile_timed, timed
+    from _common import compile_timed
+    from shapo_jax.checkpoint import Checkpoints
     from shapo_jax.train import make_trainer, seed_keys
 
-    label = f"{config.env} {config.algo}"
-    bar = Progress(label, config.num_updates, grid.seeds, progress)
+    bar = Progress(f"{config.env} {config.algo}", config.num_updates, grid.seeds, progress)
     trainer = make_trainer(config, progress_fn=bar if progress else None)
     keys = seed_keys(grid.seed, grid.seeds)
     run_keys = jnp.concatenate([keys, keys])  # run a * seeds + i: arm a, seed i (same key in both arms)
     radius = settings["rho"]["shapo"]
     run_rhos = jnp.repeat(jnp.asarray([0.0, radius], jnp.float32), grid.seeds)
+    chunk = chunk_updates(config, grid.checkpoint_every)
+    kept = ("env_steps",) + CURVES
+
+    def advance(state):
+        state, metrics = jax.lax.scan(lambda s, _: trainer.update_at_own_radius(s), state, None, chunk)
+        return state, {k: metrics[k] for k in kept}
+
+    init = jax.vmap(trainer.init)
+    checkpoints = None
+    if chunk < config.num_updates:
+        from shapo_jax.reporting import write_json
+
+        checkpoints = Checkpoints(partial, keep=2, create=True)
+        write_json(os.path.join(partial, "settings.json"), partial_settings(settings, grid.checkpoint_every))
     try:
-        program, compile_s = compile_timed(jax.vmap(trainer.train), run_keys, run_rhos,
-                                           compiler_options=grid.compiler_options)
-        output, run_s = timed(program, run_keys, run_rhos)
+        state, history, done = None, [], 0
+        if checkpoints is not None:
+            abstract = jax.eval_shape(init, run_keys, run_rhos)
+            restored = restore_partial(checkpoints, config.steps_per_update, abstract,
+                                       jax.eval_shape(jax.vmap(advance), abstract)[1])
+            if restored is not None:
+                state, history, done = restored
+                print(f"    continuing from the checkpoint after update {done} of {config.num_updates}", flush=True)
+                bar.skip(done)
+        if state is None:
+            state = jax.jit(init)(run_keys, run_rhos)
+        program, compile_s = compile_timed(jax.vmap(advance), state, compiler_options=grid.compiler_options)
+        start, ran = time.perf_counter(), 0
+        while done < config.num_updates:
+            state, metrics = program(state)
+            history.append(jax.device_get(metrics))
+            done, ran = done + chunk, ran + chunk
+            if checkpoints is not None and done < config.num_updates:
+                save_partial(checkpoints, done, config.steps_per_update, state, history)
+        jax.block_until_ready(state)
+        run_s = time.perf_counter() - start
     finally:
         bar.close()
-    metrics = {k: np.asarray(v, np.float64) for k, v in jax.device_get(output.metrics).items()
-               if k in CURVES + ("env_steps",)}
-    total_cost = np.asarray(jax.device_get(output.state.total_cost), np.float64)
-    failed = np.asarray(jax.device_get(output.state.failed_update))
-    num_updates = metrics["episode_return"].shape[1]
-    window = max(1, int(round(grid.final_window * num_updates)))
+        if checkpoints is not None:
+            checkpoints.close()
+    metrics = {k: np.concatenate([np.asarray(h[k], np.float64) for h in history], axis=1) for k in kept}
+    total_cost = np.asarray(jax.device_get(state.total_cost), np.float64)
+    failed = np.asarray(jax.device_get(state.failed_update))
+    window = max(1, int(round(grid.final_window * config.num_updates)))
     arms = {}
     for index, arm in enumerate(ARMS):
         runs = []
@@ -298,8 +427,9 @@ def run_cell(config, grid: Grid, settings: dict, progress: bool) -> dict:
             })
         arms[arm] = {"rho": [0.0, radius][index], "runs": runs}
     return {"task": config.env, "algo": config.algo, "settings": settings, "cost_limit": trainer.cost_limit,
-            "num_updates": num_updates, "final_window_updates": window, "compile_s": round(compile_s, 2),
-            "run_s": round(run_s, 2), "env_steps_per_s": 2 * grid.seeds * config.total_steps / run_s, "arms": arms}
+            "num_updates": config.num_updates, "final_window_updates": window, "compile_s": round(compile_s, 2),
+            "run_s": round(run_s, 2), "updates_per_chunk": chunk,
+            "env_steps_per_s": 2 * grid.seeds * ran * config.steps_per_update / max(run_s, 1e-9), "arms": arms}
 
 
 # ------------------------------------------------------------------------------ statistics and outputs
@@ -439,7 +569,10 @@ def prepare(args):
             except ConfigError as error:
                 raise UsageError(str(error)) from None
             settings = cell_settings(config, grid)
-            plan.append((config, settings, finished_cell(out, task, algo, settings)))
+            cell = finished_cell(out, task, algo, settings)
+            if cell is None:
+                check_partial(out, task, algo, partial_settings(settings, grid.checkpoint_every))
+            plan.append((config, settings, cell))
     try:
         os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     except OSError as error:
@@ -454,7 +587,8 @@ def describe(args, grid: Grid, first) -> dict:
                      "total_steps": first.total_steps, "steps_per_update": first.steps_per_update,
                      "num_updates": first.num_updates, "perturbation_target_kl": grid.target_kl,
                      "geometry": "fisher", "final_window": grid.final_window,
-                     "bootstrap_resamples": grid.resamples, "seed": grid.seed},
+                     "bootstrap_resamples": grid.resamples, "seed": grid.seed,
+                     "checkpoint_every": grid.checkpoint_every},
             "definitions": {
                 "final_return": "mean episode return over the last final_window of updates, per run",
                 "final_cost": "mean episode cost over the last final_window of updates, per run",
@@ -495,12 +629,14 @@ def main(argv=None) -> int:
         print(f"{tag}: compiling and training {2 * grid.seeds} runs (cost limit {settings['resolved_cost_limit']:g})",
               flush=True)
         try:
-            cell = run_cell(config, grid, settings, progress=not args.no_progress)
+            cell = run_cell(config, grid, settings, not args.no_progress, partial_dir(out, config.env, config.algo))
         except KeyboardInterrupt:
-            print(f"\npaper.py: interrupted in {tag}; {len(done)} cell(s) kept in {out}; "
+            print(f"\npaper.py: interrupted in {tag}; {len(done)} cell(s) kept in {out}"
+                  f"{', and this one up to its last checkpoint' if grid.checkpoint_every else ''}; "
                   f"the same command resumes", file=sys.stderr, flush=True)
             return 130
         write_json(cell_path(out, config.env, config.algo), cell)
+        shutil.rmtree(partial_dir(out, config.env, config.algo), ignore_errors=True)
         done[config.env, config.algo] = cell
         results = write_outputs(out, in_grid_order(), report, grid.resamples)
         print(f"{tag}: compile {cell['compile_s']:.0f}s, train {cell['run_s']:.0f}s "

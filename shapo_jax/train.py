@@ -83,6 +83,9 @@ class Trainer:
     act: Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
     update: Callable[[TrainState], tuple[TrainState, Metrics]]
     train: Callable[..., TrainOutput]  # train(key, rho=None)
+    # update with the state's own radius state.rho (traced), as train(key, rho) steps: drives
+    # runs of several radii in one program update by update (benchmarks/paper.py's checkpoints)
+    update_at_own_radius: Optional[Callable[[TrainState], tuple[TrainState, Metrics]]] = None
 
 
 def resolve_task(config: TrainConfig) -> tuple[float, int]:
@@ -389,14 +392,17 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         radius compiles to exactly the base algorithm's program."""
         return update_with_radius(state, config.perturbation_radius)
 
+    def update_at_own_radius(state: TrainState) -> tuple[TrainState, Metrics]:
+        return update_with_radius(state, state.rho)
+
     def train(key: jax.Array, rho: Optional[jax.Array] = None) -> TrainOutput:
         """Trains one seed; ``rho`` overrides the config's radius (vmap over it for a sweep)."""
         state = init(key, rho)
-        step = update if rho is None else (lambda s: update_with_radius(s, s.rho))
+        step = update if rho is None else update_at_own_radius
         state, metrics = jax.lax.scan(lambda s, _: step(s), state, None, config.num_updates)
         return TrainOutput(state, metrics)
 
-    return Trainer(config, env, cost_limit, episode_length, init, act, update, train)
+    return Trainer(config, env, cost_limit, episode_length, init, act, update, train, update_at_own_radius)
 
 
 def make_train(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Callable[[jax.Array], TrainOutput]:

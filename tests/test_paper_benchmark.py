@@ -26,6 +26,9 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 # The pipeline on the pure-JAX PointHazard (compiles in seconds); the issue's own --quick command
 # on SafetyPointGoal1 is the slow test at the end.
 QUICK_POINT_HAZARD = ["--quick", "--tasks", "PointHazard", "--no-compilation-cache"]
+# The same with a checkpoint after every update, and without the progress bar, whose host callback
+# keeps a program out of the persistent compilation cache: the interruption test reuses the program.
+CHECKPOINTED = QUICK_POINT_HAZARD + ["--checkpoint-every", "2000", "--no-progress"]
 
 
 def load():
@@ -66,6 +69,8 @@ def test_help():
     (["--quick", "--total-steps", "1000"], "--total-steps", "less than one update (2,000 env steps"),
     (["--total-steps", "30000"], "--total-steps", "multiple of one update's 20,000"),
     (["--seeds", "1"], "--seeds", "at least 2 seeds"),
+    (["--checkpoint-every", "30000"], "--checkpoint-every", "multiple of one update's 20,000"),
+    (["--total-steps", "100000", "--checkpoint-every", "40000"], "--checkpoint-every", "must divide --total-steps"),
     (["--final-window", "0"], "--final-window", "(0, 1]"),
     (["--perturbation-target-kl", "-1"], "--perturbation-target-kl", "> 0"),
 ])
@@ -120,7 +125,7 @@ def test_fall_tasks_keep_their_own_cost_limit():
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
-    code, stdout, stderr = run_main(QUICK_POINT_HAZARD + ["--out", str(out)])
+    code, stdout, stderr = run_main(CHECKPOINTED + ["--out", str(out)])
     assert code == 0, stderr
     return out, stdout, stderr
 
@@ -170,7 +175,7 @@ def test_quick_grid_final_figures_come_from_the_curves(quick):
 
 
 def test_quick_grid_writes_curves_csv_table_and_png(quick):
-    out, _, stderr = quick
+    out, _, _ = quick
     with open(out / "curves.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 3  # arms x seeds x updates
@@ -180,17 +185,29 @@ def test_quick_grid_writes_curves_csv_table_and_png(quick):
     assert len(table) == 2 + 3 and table[2].startswith("| PointHazard | trpo_pid | final return |")
     png = out / "PointHazard.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert "3/3" in stderr  # the progress bar reached the last update
+
+
+def test_progress_bar_counts_updates_over_all_runs():
+    """The trainer calls progress_fn once per run per update; the bar moves once per update."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        bar = paper.Progress("task algo", 3, 2, enabled=True)
+        for update in range(3):
+            for rho, ret in ((0.0, 1.0), (0.0, 3.0), (0.1, 5.0), (0.1, 7.0)):
+                bar({"rho": np.float32(rho), "episode_return": np.float32(ret + update)})
+            assert bar.bar.n == update + 1
+        bar.close()
+    assert "3/3" in err.getvalue() and "return base=4.00" in err.getvalue() and "return SHAPO=8.00" in err.getvalue()
 
 
 def test_rerun_resumes_finished_cells_and_refuses_other_settings(quick, monkeypatch):
     out, _, _ = quick
     monkeypatch.setattr(paper, "run_cell", must_not_train)
     before = (out / "paper.json").read_text()
-    code, stdout, _ = run_main(QUICK_POINT_HAZARD + ["--out", str(out)])
+    code, stdout, _ = run_main(CHECKPOINTED + ["--out", str(out)])
     assert code == 0 and "PointHazard trpo_pid: done earlier" in stdout
     assert json.loads((out / "paper.json").read_text())["results"] == json.loads(before)["results"]
-    code, _, stderr = run_main(QUICK_POINT_HAZARD + ["--out", str(out), "--seed", "1"])
+    code, _, stderr = run_main(CHECKPOINTED + ["--out", str(out), "--seed", "1"])
     assert code == 2 and len(stderr.strip().splitlines()) == 1
     assert stderr.startswith("paper.py: error: --out: ") and "other settings (seed)" in stderr
 
@@ -230,7 +247,7 @@ def test_issue_quick_command_on_safety_point_goal1(tmp_path):
     per arm, 3 updates of 20 envs x 100 steps) writes DIR/paper.json and a PNG in DIR."""
     out = tmp_path / "quick"
     result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "paper.py"), "--quick", "--out", str(out),
-                             "--no-progress", "--no-compilation-cache"], capture_output=True, text=True, timeout=900)
+                             "--no-compilation-cache"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(out / "paper.json") as f:
         cell = json.load(f)["results"]["SafetyPointGoal1"]["trpo_pid"]
@@ -241,9 +258,10 @@ def test_issue_quick_command_on_safety_point_goal1(tmp_path):
         assert low <= cell["shapo_minus_base"][metric]["mean"] <= high
         assert 0 <= cell["shapo_minus_base"][metric]["p_value"] <= 1
     assert (out / "SafetyPointGoal1.png").is_file() and (out / "curves.csv").is_file()
+    assert "3/3" in result.stderr  # the progress bar, fed by the trainer's progress_fn, reached the end
 
 
-def fake_run_cell(config, grid, settings, progress):
+def fake_run_cell(config, grid, settings, progress, partial):
     """A cell as run_cell returns it, with made-up curves (no compiling): rising return, falling cost."""
     rng = np.random.default_rng(abs(hash((config.env, config.algo))) % 2**32)
     steps = [(u + 1) * config.steps_per_update for u in range(config.num_updates)]
@@ -271,24 +289,24 @@ def test_each_cell_is_kept_as_it_finishes_and_an_interrupted_grid_resumes(tmp_pa
             "--no-progress", "--no-compilation-cache", "--out", str(tmp_path)]
     trained = []
 
-    def interrupted_in_the_third(config, grid, settings, progress):
+    def interrupted_in_the_third(config, grid, settings, progress, partial):
         if len(trained) == 2:
             raise KeyboardInterrupt
         trained.append((config.env, config.algo))
-        return fake_run_cell(config, grid, settings, progress)
+        return fake_run_cell(config, grid, settings, progress, partial)
 
     monkeypatch.setattr(paper, "run_cell", interrupted_in_the_third)
     code, _, stderr = run_main(argv)
-    assert code == 130 and "interrupted in [3/4] SafetyAntFall trpo_pid; 2 cell(s) kept" in stderr
+    assert code == 130 and "interrupted in [3/4] SafetyAntFall trpo_pid; 2 cell(s) kept in" in stderr
     assert sorted(os.listdir(tmp_path / "cells")) == ["PointHazard__cpo.json", "PointHazard__trpo_pid.json"]
     with open(tmp_path / "paper.json") as f:
         assert set(json.load(f)["results"]["PointHazard"]) == {"trpo_pid", "cpo"}
     assert (tmp_path / "PointHazard.png").is_file() and not (tmp_path / "SafetyAntFall.png").exists()
 
     trained.clear()
-    def recorded(config, grid, settings, progress):
+    def recorded(config, grid, settings, progress, partial):
         trained.append((config.env, config.algo))
-        return fake_run_cell(config, grid, settings, progress)
+        return fake_run_cell(config, grid, settings, progress, partial)
 
     monkeypatch.setattr(paper, "run_cell", recorded)
     code, stdout, _ = run_main(argv)
@@ -306,3 +324,37 @@ def test_each_cell_is_kept_as_it_finishes_and_an_interrupted_grid_resumes(tmp_pa
         assert sum(1 for _ in f) == 1 + 4 * 2 * 3 * 3  # header + cells x arms x seeds x updates
     for task in ("PointHazard", "SafetyAntFall"):
         assert (tmp_path / f"{task}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interrupted_cell_continues_from_its_checkpoint_bit_for_bit(quick, tmp_path, monkeypatch):
+    whole, _, _ = quick  # the same command, never interrupted
+    argv = CHECKPOINTED + ["--out"]
+    assert not os.path.exists(paper.partial_dir(str(whole), "PointHazard", "trpo_pid"))
+
+    cut = str(tmp_path / "cut")
+    save_partial = paper.save_partial
+
+    def stop_after_the_first_checkpoint(*args):
+        save_partial(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(paper, "save_partial", stop_after_the_first_checkpoint)
+    code, _, stderr = run_main(argv + [cut])
+    partial = paper.partial_dir(cut, "PointHazard", "trpo_pid")
+    assert code == 130 and "and this one up to its last checkpoint" in stderr
+    assert os.listdir(os.path.join(partial, "checkpoints")) == ["2000"]  # after update 1 of 3
+    assert not os.path.exists(paper.cell_path(cut, "PointHazard", "trpo_pid"))
+
+    code, _, stderr = run_main(QUICK_POINT_HAZARD + ["--checkpoint-every", "0", "--out", cut])
+    assert code == 2 and stderr.startswith(f"paper.py: error: --out: {partial} was trained with other settings "
+                                           "(checkpoint_every)")
+
+    monkeypatch.setattr(paper, "save_partial", save_partial)
+    code, stdout, stderr = run_main(argv + [cut])
+    assert code == 0, stderr
+    assert "continuing from the checkpoint after update 1 of 3" in stdout and not os.path.exists(partial)
+    cells = []
+    for out in (str(whole), cut):
+        with open(paper.cell_path(out, "PointHazard", "trpo_pid")) as f:
+            cells.append(json.load(f)["arms"])
+    assert cells[0] == cells[1]  # every curve and final figure, exactly
