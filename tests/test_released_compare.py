@@ -135,7 +135,7 @@ def test_compare_statistics_and_plot(tmp_path):
 
 def test_compare_names_missing_run(tmp_path):
     write_released(str(tmp_path / "released.json"), {"base": [], "shapo": []})
-    with pytest.raises(SystemExit, match="--ours-dir: no metrics.csv"):
+    with pytest.raises(SystemExit, match="--ours-dir: no metrics.csv with a complete row"):
         compare.main(["--released", str(tmp_path / "released.json"), "--ours-dir", str(tmp_path / "none")])
 
 
@@ -158,3 +158,17 @@ def test_compare_at_common_horizon(tmp_path):
     assert shapo["env_steps"] == 60000
     assert shapo["final_cost"]["per_seed"] == pytest.approx([cost[2] for _, cost in ours["shapo"]])
     assert shapo["total_cost"]["per_seed"] == pytest.approx([np.sum(cost[:3]) * 20 for _, cost in ours["shapo"]])
+
+
+def test_compare_with_an_arm_of_ours_missing(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    curves = [(rng.normal(3, 1, 3).tolist(), rng.normal(20, 4, 3).tolist()) for _ in range(2)]
+    write_ours(str(tmp_path / "ours" / "base"), curves)
+    write_released(str(tmp_path / "released.json"), {"base": curves, "shapo": curves})
+    out_json = str(tmp_path / "cmp.json")
+    compare.main(["--released", str(tmp_path / "released.json"), "--ours-dir", str(tmp_path / "ours"),
+                  "--json", out_json, "--png", str(tmp_path / "cmp.png")])
+    assert "no shapo run of ours yet" in capsys.readouterr().out
+    with open(out_json) as f:
+        arms = json.load(f)["arms"]
+    assert set(arms["shapo"]) == {"released"} and "agreement" in arms["base"]

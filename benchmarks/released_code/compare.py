@@ -57,9 +57,9 @@ def ours_command(shapo_train, arm, seeds, total_steps, out_dir):
 def read_ours(run_dir):
     """Per-seed curves from a shapo-train ``--out`` directory's metrics.csv: {seed: curve}."""
     path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.exists(path):
-        raise SystemExit(f"compare.py: --ours-dir: no metrics.csv in {run_dir} (run with --run-ours first)")
     curves = {}
+    if not os.path.exists(path):
+        return curves
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             if any(row.get(key) in (None, "") for key in ("seed", "env_steps", "episode_return", "episode_cost",
@@ -238,6 +238,12 @@ def main(argv=None):
             print("+ nice -n 19 " + " ".join(commands[arm]), flush=True)
             subprocess.run(["nice", "-n", "19"] + commands[arm], check=True)
     ours = {arm: read_ours(os.path.join(args.ours_dir, arm)) for arm in ARMS}
+    if not any(ours.values()):
+        raise SystemExit(f"compare.py: --ours-dir: no metrics.csv with a complete row in {args.ours_dir}/base or "
+                         f"{args.ours_dir}/shapo (train them with --run-ours)")
+    for arm in ARMS:
+        if not ours[arm]:
+            print(f"compare.py: no {arm} run of ours yet in {os.path.join(args.ours_dir, arm)}; left out", flush=True)
     released, released_data = read_released(args.released)
     sides = {"ours": ours, "released": released}
     horizon = common_horizon(sides)
