@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import Any, Optional, Sequence
@@ -369,6 +371,87 @@ def _train_loop(config, update, state, first_update: int, reporter, checkpoints,
     return final, updates_run, state
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_FLAG = re.compile(r"--[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def parse_flags(argv: Optional[Sequence[str]]):
+    """The ``TrainConfig`` of a command line, parsed by tyro; ``ConfigError`` naming the flag if
+    tyro rejects it. (tyro's own report is a box of several lines whose last line names no flag.)
+    ``--help`` prints and exits as usual."""
+    import tyro
+
+    from shapo_jax.config import TrainConfig
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise command_line_error(captured.getvalue(), sys.argv[1:] if argv is None else list(argv)) from None
+        sys.stderr.write(captured.getvalue())
+        raise
+    sys.stderr.write(captured.getvalue())  # tyro's warnings, if any
+    return config
+
+
+def command_line_error(report: str, argv: Sequence[str]):
+    """tyro's report of a rejected command line as one ``ConfigError``: the report's first
+    paragraph on one line, under the flag it names (the first one the user typed), or, for a
+    stray value, the flag that precedes it."""
+    from shapo_jax.config import ConfigError
+
+    report = _ANSI_ESCAPE.sub("", report)
+    if ": error: " in report:  # argparse's style: "prog: error: message"
+        message = report.split(": error: ", 1)[1].strip().splitlines()[0]
+    else:  # tyro's box: a title, a rule, the message, a rule, help; drawn with or without UTF-8 lines
+        lines = [line.strip().strip("│┃").strip() for line in report.splitlines() if line.strip()[:1] not in "╭╰"]
+        is_rule = lambda line: len(line) >= 3 and set(line) <= set("─━-")  # noqa: E731
+        if "╭" not in report and any(map(is_rule, lines)):  # the title is a line of its own
+            lines = lines[[is_rule(line) for line in lines].index(True) + 1:]
+        lines = itertools.dropwhile(lambda line: not line, lines)
+        message = " ".join(itertools.takewhile(lambda line: line and not is_rule(line), lines))
+    message = message or "invalid command line"
+    typed = [token.split("=", 1)[0] for token in argv if token.startswith("--")]
+    named = [flag for flag in _FLAG.findall(message) if flag in typed]
+    if named and message.startswith("Unrecognized options"):
+        suggestion = re.search(r"Perhaps you meant:[\s│]*(--[A-Za-z0-9_-]+)", report)
+        hint = f"; did you mean {suggestion.group(1)}?" if suggestion else " (see --help)"
+        return ConfigError(named[0][2:], f"unknown flag{hint}")
+    if named:
+        flag = named[0]
+        for redundant in (f"Error parsing {flag}: ", f" for argument '{flag}'"):
+            message = message.replace(redundant, "")
+        return ConfigError(flag[2:], message)
+    stray = message.split(":", 1)[1] if ":" in message else message
+    words = {word.strip() for word in stray.split(",")}
+    for index, token in enumerate(argv):
+        if token in words:
+            before = [t.split("=", 1)[0] for t in argv[:index] if t.startswith("--")]
+            if before:
+                return ConfigError(before[-1][2:], f"unexpected value {token!r} after it ({message})")
+            break
+    return ConfigError("help", f"{message}; shapo-train takes --flags only (see --help)")
+
+
+def prepare_out(out: Optional[str]) -> None:
+    """Before compiling: creates the ``--out`` directory; ``ConfigError`` naming ``--out`` if it
+    is a file, lies under one, or cannot be created."""
+    from shapo_jax.config import ConfigError
+
+    if out is None:
+        return
+    if not out:
+        raise ConfigError("out", "must name a directory, got an empty string")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ConfigError("out", f"{out} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("out", f"cannot create {out}: {error.strerror or error}") from None
+
+
 def _join_distributed(config) -> None:
     """``jax.distributed.initialize`` from the flags; a failure is a one-line ``ConfigError``."""
     from shapo_jax.config import ConfigError, validate
@@ -388,20 +471,21 @@ class NonFiniteTrainingError(RuntimeError):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _quiet_imports()
-    import tyro
-
     import shapo_envs
     from shapo_envs.registry import EnvCostError
-    from shapo_jax.config import ConfigError, TrainConfig, apply_preset, import_env_module, validate
+    from shapo_jax.config import ConfigError, apply_preset, import_env_module, validate
+    from shapo_jax.distributed import is_primary
     from shapo_jax.reporting import require_wandb
 
-    config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     try:
+        config = parse_flags(argv)
         if config.multi_host:  # first: JAX must not have touched a device before it joins
             _join_distributed(config)
         import_env_module(config)  # --env-module: its register() calls add tasks for --env
         validate(apply_preset(config), shapo_envs.list_envs())  # before anything compiles
         require_wandb(config)
+        if is_primary():  # the process that writes
+            prepare_out(config.out)
         run(config, config.out)
     except (ConfigError, EnvCostError) as error:
         print(f"shapo-train: error: {error}", file=sys.stderr)

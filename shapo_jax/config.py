@@ -295,6 +295,8 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
                  "trust_region_cg_iters", "line_search_steps", "pid_d_delay"):
         value = getattr(c, name)
         _require(isinstance(value, int) and value > 0, name, f"must be a positive integer, got {value}")
+    _require(isinstance(c.seed, int) and -2**63 <= c.seed < 2**63, "seed",
+             f"must be an integer in [-2**63, 2**63) (jax.random.PRNGKey takes an int64), got {c.seed}")
     _require(
         c.steps_per_update % c.num_minibatches == 0,
         "num_minibatches",

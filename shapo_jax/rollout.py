@@ -23,6 +23,8 @@ from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
+import shapo_envs  # noqa: F401  before Brax: it silences MJX's optional-backend notice
 from brax.envs.base import Env, State
 
 from shapo_jax import normalization

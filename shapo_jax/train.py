@@ -17,10 +17,11 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
+
+import shapo_envs  # before Brax: it silences MJX's optional-backend notice
 from brax.envs.base import Env, State
 from brax.training.acme import running_statistics
 
-import shapo_envs
 from shapo_jax import advantages as gae
 from shapo_jax import normalization
 from shapo_jax.algorithms import Algorithm, get_algorithm
