@@ -272,7 +272,7 @@ def finished_cell(out: str, task: str, algo: str, settings: dict):
 
 class Progress:
     """A tqdm bar over one cell's updates, fed by the trainer's progress_fn (one call per run
-    per update), with the latest mean return and cost of each arm."""
+    per update), with each arm's mean over seeds of the latest episode return."""
 
     def __init__(self, label: str, num_updates: int, seeds: int, enabled: bool):
         self.seeds, self.calls, self.enabled = seeds, 0, enabled
@@ -407,9 +407,19 @@ def run_cell(config, grid: Grid, settings: dict, progress: bool, partial: str) -
         bar.close()
         if checkpoints is not None:
             checkpoints.close()
-    metrics = {k: np.concatenate([np.asarray(h[k], np.float64) for h in history], axis=1) for k in kept}
-    total_cost = np.asarray(jax.device_get(state.total_cost), np.float64)
-    failed = np.asarray(jax.device_get(state.failed_update))
+    curves = {k: np.concatenate([np.asarray(h[k], np.float64) for h in history], axis=1) for k in kept}
+    timing = {"compile_s": round(compile_s, 2), "run_s": round(run_s, 2), "updates_per_chunk": chunk,
+              "env_steps_per_s": 2 * grid.seeds * ran * config.steps_per_update / max(run_s, 1e-9)}
+    total_cost, failed = jax.device_get((state.total_cost, state.failed_update))
+    return cell_record(config, grid, settings, trainer.cost_limit, curves, np.asarray(total_cost, np.float64),
+                       np.asarray(failed), timing)
+
+
+def cell_record(config, grid: Grid, settings: dict, cost_limit: float, metrics: dict, total_cost, failed,
+                timing: dict) -> dict:
+    """The cell's JSON: per arm and seed, the final figures and the curves (``metrics``: [runs,
+    updates]); ``total_cost`` and ``failed`` (the first update that was not finite, or -1) per run."""
+    radius = settings["rho"]["shapo"]
     window = max(1, int(round(grid.final_window * config.num_updates)))
     arms = {}
     for index, arm in enumerate(ARMS):
@@ -426,10 +436,8 @@ def run_cell(config, grid: Grid, settings: dict, progress: bool, partial: str) -
                            **{k: metrics[k][r].round(5).tolist() for k in CURVES}},
             })
         arms[arm] = {"rho": [0.0, radius][index], "runs": runs}
-    return {"task": config.env, "algo": config.algo, "settings": settings, "cost_limit": trainer.cost_limit,
-            "num_updates": config.num_updates, "final_window_updates": window, "compile_s": round(compile_s, 2),
-            "run_s": round(run_s, 2), "updates_per_chunk": chunk,
-            "env_steps_per_s": 2 * grid.seeds * ran * config.steps_per_update / max(run_s, 1e-9), "arms": arms}
+    return {"task": config.env, "algo": config.algo, "settings": settings, "cost_limit": cost_limit,
+            "num_updates": config.num_updates, "final_window_updates": window, **timing, "arms": arms}
 
 
 # ------------------------------------------------------------------------------ statistics and outputs
