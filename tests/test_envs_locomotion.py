@@ -86,7 +86,7 @@ def test_reset_step_smoke(name):
         assert set(np.asarray(s.info["cost"]).tolist()) <= {0.0, 1.0}
     np.testing.assert_array_equal(s0.info["cost"], 0.0)
     np.testing.assert_array_equal(s0.info["velocity"], 0.0)
-    assert s1.metrics.keys() == s0.metrics.keys() and s1.metrics  # Brax's metrics are kept
+    assert s1.metrics.keys() == s0.metrics.keys() and s1.metrics  # the env's metrics are kept
 
 
 @pytest.mark.parametrize("name", list(VELOCITY))
@@ -128,8 +128,8 @@ def test_fall_cost(name):
     qpos = s0.pipeline_state.qpos
     if name == "SafetyAntFall":  # Ant-v4 healthy: finite state and 0.2 <= torso z (qpos[2]) <= 1.0
         fallen = _with(s0, qpos=qpos.at[0, 2].set(1.6).at[1, 2].set(jp.nan))
-    else:  # Walker2d-v4 healthy: 0.8 < z < 2.0, -1 < angle (qpos[2]) < 1; Brax's z is q[1] + 1.25
-        fallen = _with(s0, qpos=qpos.at[0, 2].set(1.3).at[1, 1].set(1.0))
+    else:  # Walker2d-v4 healthy: 0.8 < z (qpos[1], rootz has ref 1.25) < 2.0, -1 < angle (qpos[2]) < 1
+        fallen = _with(s0, qpos=qpos.at[0, 2].set(1.3).at[1, 1].set(2.25))
     a = jp.zeros((N, env.action_size))
     for start, expected in ((s0, [0.0, 0.0]), (fallen, [1.0, 1.0])):
         s1 = step(start, a)
@@ -138,29 +138,29 @@ def test_fall_cost(name):
 
 
 def test_fall_health_ranges():
-    """Gymnasium-v4 health ranges at their edges, on the fall functions directly (no physics)."""
-    from shapo_envs.locomotion import ant_fell, walker2d_fell
-
-    ant_sys = _compiled("SafetyAntFall")[0].unwrapped.sys
+    """Gymnasium-v4 health ranges at their edges, on the envs' ``is_healthy`` (no physics)."""
+    ant = _compiled("SafetyAntFall")[0].unwrapped
     q = np.zeros(15)
-    for z, fell in ((0.19, True), (0.2, False), (0.6, False), (1.0, False), (1.01, True)):
+    for z, healthy in ((0.19, False), (0.2, True), (0.6, True), (1.0, True), (1.01, False)):
         ps = types.SimpleNamespace(q=jp.asarray(q).at[2].set(z), qd=jp.zeros(14))
-        assert bool(ant_fell(ant_sys, ps)) is fell, z
-    walker_sys = _compiled("SafetyWalker2dFall")[0].unwrapped.sys
-    for z, angle, fell in ((0.79, 0.0, True), (0.81, 0.0, False), (1.25, 0.0, False), (1.99, 0.0, False),
-                           (2.01, 0.0, True), (1.25, 0.99, False), (1.25, -1.01, True)):
-        ps = types.SimpleNamespace(q=jp.array([0.0, z - 1.25, angle, 0, 0, 0, 0, 0, 0]))
-        assert bool(walker2d_fell(walker_sys, ps)) is fell, (z, angle)
+        assert bool(ant.is_healthy(ps)) is healthy, z
+    ps = types.SimpleNamespace(q=jp.asarray(q).at[2].set(0.6), qd=jp.zeros(14).at[3].set(jp.inf))
+    assert not bool(ant.is_healthy(ps))
+    walker = _compiled("SafetyWalker2dFall")[0].unwrapped
+    for z, angle, healthy in ((0.8, 0.0, False), (0.81, 0.0, True), (1.25, 0.0, True), (1.99, 0.0, True),
+                              (2.0, 0.0, False), (1.25, 0.99, True), (1.25, -1.0, False)):
+        ps = types.SimpleNamespace(q=jp.array([0.0, z, angle, 0, 0, 0, 0, 0, 0]))
+        assert bool(walker.is_healthy(ps)) is healthy, (z, angle)
 
 
 def test_specs():
     for name in VELOCITY:
         spec = shapo_envs.get_spec(name)
-        assert (spec.cost_limit, spec.episode_length) == (25.0, 1000)
+        assert (spec.cost_limit, spec.episode_length, spec.redraw_resets) == (25.0, 1000, True)
         assert str(VELOCITY[name][0]) in spec.description
     for name in FALL:
         spec = shapo_envs.get_spec(name)
-        assert (spec.cost_limit, spec.episode_length) == (0.2, 1000)
+        assert (spec.cost_limit, spec.episode_length, spec.redraw_resets) == (0.2, 1000, True)
         assert spec.description
     assert set(ALL) <= set(shapo_envs.list_envs())
 
@@ -170,3 +170,134 @@ def test_unknown_name_lists_valid_names():
         shapo_envs.make_env("SafetyAntVelocityTypo")
     for name in ALL:
         assert name in str(err.value)
+
+
+# ---- Against Gymnasium's v4 envs stepping natively (float64 MuJoCo) -------------------------
+# task: (Gymnasium module, class, steps compared). The horizon is where float32 MJX and float64
+# MuJoCo still agree from the same state and actions (observation within 2e-3 (1 + |obs|),
+# reward within 1e-3), measured with these seeds: contact makes the dynamics chaotic, so
+# differences of ~1e-6 per step grow. Relative observation error at steps 15 / 30 / 45:
+# Ant 2e-4 / 1e-3 / 4e-1, HalfCheetah (stiff Euler contacts) 2e-5 / 2e-2 / 4e-1,
+# Walker2d 8e-5 / 5e-5 / 7e-5, Hopper 2e-6 / 3e-6 / 4e-6, Swimmer (no contact) 2e-6 throughout.
+GYMNASIUM = {
+    "SafetyAntVelocity": ("ant_v4", "AntEnv", 30),
+    "SafetyAntFall": ("ant_v4", "AntEnv", 30),
+    "SafetyHalfCheetahVelocity": ("half_cheetah_v4", "HalfCheetahEnv", 18),
+    "SafetyHopperVelocity": ("hopper_v4", "HopperEnv", 50),
+    "SafetySwimmerVelocity": ("swimmer_v4", "SwimmerEnv", 50),
+    "SafetyWalker2dVelocity": ("walker2d_v4", "Walker2dEnv", 50),
+    "SafetyWalker2dFall": ("walker2d_v4", "Walker2dEnv", 50),
+}
+
+
+def gymnasium_env(name):
+    """Gymnasium's own v4 env for a task, unwrapped (no TimeLimit, no checker)."""
+    import importlib
+
+    module, cls, _ = GYMNASIUM[name]
+    return getattr(importlib.import_module(f"gymnasium.envs.mujoco.{module}"), cls)()
+
+
+def gymnasium_cost(name, info, terminated):
+    """Safety-Gymnasium's cost (or the fall task's) from Gymnasium's own step info."""
+    if name in FALL:
+        return float(terminated)
+    threshold, planar = VELOCITY[name]
+    velocity = np.hypot(info["x_velocity"], info["y_velocity"]) if planar else info["x_velocity"]
+    return float(velocity > threshold)
+
+
+@pytest.mark.parametrize("name", list(GYMNASIUM))
+def test_steps_match_gymnasium_v4(name):
+    """From our reset states, with the same actions (uniform in [-1.5, 1.5]: outside the
+    ctrlrange, so the control cost on the raw action and MuJoCo's clamp are both exercised),
+    observation, reward, cost and termination agree with Gymnasium's v4 env step by step."""
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("mujoco")
+    env, step, state = _compiled(name)
+    horizon = GYMNASIUM[name][2]
+    theirs = [gymnasium_env(name) for _ in range(N)]
+    for i, g in enumerate(theirs):
+        g.reset(seed=i)
+        g.set_state(np.asarray(state.pipeline_state.qpos[i], np.float64),
+                    np.asarray(state.pipeline_state.qvel[i], np.float64))
+        np.testing.assert_allclose(state.obs[i], g._get_obs(), atol=1e-6)
+    rng = np.random.default_rng(0)
+    terminations = 0
+    for t in range(horizon):
+        action = rng.uniform(-1.5, 1.5, (N, env.action_size)).astype(np.float32)
+        state = step(state, jp.asarray(action))
+        for i, g in enumerate(theirs):
+            obs, reward, terminated, _, info = g.step(action[i].astype(np.float64))
+            where = f"{name} env {i} step {t}"
+            np.testing.assert_allclose(state.obs[i], obs, rtol=2e-3, atol=2e-3, err_msg=where)
+            np.testing.assert_allclose(state.reward[i], reward, rtol=0, atol=1e-3, err_msg=where)
+            assert float(state.done[i]) == float(terminated), where
+            assert float(state.info["cost"][i]) == gymnasium_cost(name, info, terminated), where
+            terminations += terminated
+    if name in FALL:  # the fall, and the cost it pays, are among what was compared
+        assert terminations > 0
+
+
+EPISODES, HORIZON = 64, 200  # per side, for the comparison in distribution
+
+
+def _mean_and_standard_error(per_episode):
+    per_episode = np.asarray(per_episode, np.float64)
+    return per_episode.mean(axis=0), per_episode.std(axis=0, ddof=1) / np.sqrt(len(per_episode))
+
+
+def _ours_per_episode(name):
+    """Reward and cost per step of each of EPISODES episodes (at most HORIZON steps, ended by
+    termination) under actions uniform in [-1, 1], from fresh resets."""
+    env = shapo_envs.make_env(name)
+
+    def episode(key):
+        reset_key, action_key = jax.random.split(key)
+        actions = jax.random.uniform(action_key, (HORIZON, env.action_size), minval=-1.0, maxval=1.0)
+
+        def body(carry, action):
+            state, alive = carry
+            state = env.step(state, action)
+            out = (alive * state.reward, alive * state.info["cost"], alive)
+            return (state, alive * (1.0 - state.done)), out
+
+        _, (reward, cost, alive) = jax.lax.scan(body, (env.reset(reset_key), jp.ones(())), actions)
+        steps = jp.sum(alive)
+        return jp.stack([jp.sum(reward) / steps, jp.sum(cost) / steps])
+
+    run = jax.jit(jax.vmap(episode), compiler_options=_FAST_COMPILE)
+    return np.asarray(run(jax.random.split(jax.random.PRNGKey(7), EPISODES)))
+
+
+def _gymnasium_per_episode(name):
+    """The same statistics from Gymnasium's env stepping natively, its own resets."""
+    g = gymnasium_env(name)
+    rng = np.random.default_rng(7)
+    out = []
+    for episode in range(EPISODES):
+        g.reset(seed=1000 + episode)
+        rewards, costs = [], []
+        for _ in range(HORIZON):
+            _, reward, terminated, _, info = g.step(rng.uniform(-1.0, 1.0, g.action_space.shape))
+            rewards.append(reward)
+            costs.append(gymnasium_cost(name, info, terminated))
+            if terminated:
+                break
+        out.append([np.mean(rewards), np.mean(costs)])
+    return np.asarray(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(GYMNASIUM))
+def test_random_policy_statistics_match_gymnasium_v4(name):
+    """Mean reward and cost per step under a uniform random policy: ours and Gymnasium's
+    differ by less than 4 standard errors of the difference (episodes independent)."""
+    pytest.importorskip("gymnasium")
+    ours, ours_se = _mean_and_standard_error(_ours_per_episode(name))
+    theirs, theirs_se = _mean_and_standard_error(_gymnasium_per_episode(name))
+    bound = 4.0 * np.sqrt(ours_se**2 + theirs_se**2) + 1e-9
+    for k, what in enumerate(("reward", "cost")):
+        print(f"{name} {what} per step: ours {ours[k]:.4f} +- {ours_se[k]:.4f}, "
+              f"Gymnasium {theirs[k]:.4f} +- {theirs_se[k]:.4f}")
+        assert abs(ours[k] - theirs[k]) <= bound[k], (name, what, ours[k], theirs[k], bound[k])

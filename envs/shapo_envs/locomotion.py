@@ -1,23 +1,29 @@
 """MJX locomotion tasks: Safety-Gymnasium's velocity suite (v1) and SHAPO's fall tasks.
 
-Each task is a Brax env on the MJX backend wrapped by ``SafeLocomotion``, which measures a
-velocity from the pipeline states before and after ``step`` (``(after - before) / env.dt``,
-as Safety-Gymnasium computes it) and writes ``info["cost"]`` and ``info["velocity"]``
-(float32, shaped like the reward, zero after ``reset``). Brax's own metrics are kept.
+Each task is a Gymnasium-v4 locomotion env on MJX (``shapo_envs.gymnasium_v4``; Swimmer in
+``shapo_envs.swimmer``) wrapped by ``SafeLocomotion``, which measures a velocity from the
+pipeline states before and after ``step`` (``(after - before) / env.dt``, as Safety-Gymnasium
+computes it) and writes ``info["cost"]`` and ``info["velocity"]`` (float32, shaped like the
+reward, zero after ``reset``). The env's own metrics are kept.
+
+Why Gymnasium's v4 models: the SHAPO paper's fall tasks are Gymnasium's ``Ant-v4`` and
+``Walker2d-v4``, and Safety-Gymnasium's velocity tasks are the v4 envs plus a cost whose
+thresholds were calibrated on those models. Brax's own MJX models (used here before) differ in
+contact settings, masses, reward terms and observations (its Ant started at z 0.55, not 0.75),
+so neither costs nor returns were comparable. The v4 envs get the action unclipped, as
+Gymnasium does: the control cost is charged on it and MuJoCo clamps the control.
+Humanoid is the exception: Gymnasium's humanoid.xml uses the PGS solver, which MJX lacks, so
+``SafetyHumanoidVelocity`` still runs Brax's humanoid model (reward and observation Brax's).
 
 Velocity tasks (Safety-Gymnasium ``safety_gymnasium/tasks/safe_velocity/safety_*_velocity_v1.py``):
-``cost = 1.0 if velocity > threshold else 0.0``; the healthy termination stays Brax's.
+``cost = 1.0 if velocity > threshold else 0.0``; the episode ends where the v4 env terminates.
 Fall tasks (SHAPO's Ant-v4 / Walker2d-v4 runs with ``cost = terminated``): ``cost = done = 1.0``
-on the step the robot leaves Gymnasium-v4's healthy range, checked on ``qpos`` as Gymnasium
-does; this ``done`` replaces Brax's, which reads the torso's ``xpos`` (one substep stale).
-
-Dynamics, rewards and observations are Brax's MJX models (brax/envs/assets/*.xml, e.g. the
-Ant starts at z 0.55, not Gymnasium's 0.75), except Swimmer (see ``shapo_envs.swimmer``).
+on the step the robot leaves Gymnasium-v4's healthy range (the env's own termination).
 
 Position sources mirror Gymnasium/Safety-Gymnasium exactly. ``qpos`` is the state after the
 last physics substep; ``xpos``/``xipos`` come from the forward pass at the start of that
-substep (``mj_step`` and ``mjx.step`` both run kinematics before integrating), which is what
-Gymnasium's ``get_body_com`` and ``mass_center`` read too.
+substep (``mj_step`` and ``mjx.step`` both run kinematics before integrating; under RK4, of its
+last stage), which is what Gymnasium's ``get_body_com`` and ``mass_center`` read too.
 """
 
 from __future__ import annotations
@@ -27,18 +33,17 @@ from typing import Callable, Optional
 
 import jax
 import mujoco
-from brax.envs import ant, half_cheetah, hopper, humanoid, walker2d
+from brax.envs import humanoid
 from brax.envs.base import Env, State, Wrapper
 from jax import numpy as jp
 
+from shapo_envs.gymnasium_v4 import Ant, HalfCheetah, Hopper, Walker2d
 from shapo_envs.registry import register
 from shapo_envs.swimmer import Swimmer
 
 # (system, pipeline_state) -> position; velocity = (pos_after - pos_before) / dt, then the
 # signed x component (1-D position) or the planar speed ||v_xy|| (2-D position).
 PositionFn = Callable[[object, object], jax.Array]
-# (system, pipeline_state after the step) -> True where the robot is unhealthy.
-FallFn = Callable[[object, object], jax.Array]
 
 
 def _body_id(sys, name: str) -> int:
@@ -61,32 +66,15 @@ def mass_center_xy(sys, ps) -> jax.Array:
     return (jp.sum(mass[:, None] * ps.xipos, axis=0) / jp.sum(mass))[:2]
 
 
-def ant_fell(sys, ps) -> jax.Array:
-    """Negation of Gymnasium Ant-v4 ``is_healthy``: finite state and 0.2 <= qpos[2] <= 1.0."""
-    z = ps.q[2]
-    finite = jp.all(jp.isfinite(ps.q)) & jp.all(jp.isfinite(ps.qd))
-    return ~(finite & (z >= 0.2) & (z <= 1.0))
-
-
-def walker2d_fell(sys, ps) -> jax.Array:
-    """Negation of Gymnasium Walker2d-v4 ``is_healthy``: 0.8 < z < 2.0 and -1 < angle < 1.
-
-    Gymnasium's ``qpos[1]`` is the torso height (its rootz has ``ref=1.25``); Brax's
-    walker2d.xml drops that ref, so the height here is ``q[1]`` plus the torso body's z.
-    """
-    z = ps.q[1] + sys.mj_model.body_pos[_body_id(sys, "torso"), 2]
-    angle = ps.q[2]
-    return ~((z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0))
-
-
 class SafeLocomotion(Wrapper):
-    """Adds ``info["cost"]`` and ``info["velocity"]`` to a Brax locomotion env.
+    """Adds ``info["cost"]`` and ``info["velocity"]`` to a locomotion env.
 
     Args:
-      env: the Brax env (MJX backend).
+      env: the env (MJX backend).
       position_fn: where the measured velocity comes from (see ``PositionFn``).
       velocity_threshold: velocity task: cost 1 where ``velocity > velocity_threshold``.
-      fall_fn: fall task instead: cost 1 and ``done`` 1 where ``fall_fn`` holds after the step.
+      fall: fall task instead: cost 1 on the step the env terminates (``done``), i.e. where
+        the robot leaves its healthy range.
     """
 
     def __init__(
@@ -95,14 +83,14 @@ class SafeLocomotion(Wrapper):
         position_fn: PositionFn,
         *,
         velocity_threshold: Optional[float] = None,
-        fall_fn: Optional[FallFn] = None,
+        fall: bool = False,
     ):
-        if (velocity_threshold is None) == (fall_fn is None):
-            raise ValueError("give exactly one of velocity_threshold and fall_fn")
+        if (velocity_threshold is None) != fall:
+            raise ValueError("give exactly one of velocity_threshold and fall=True")
         super().__init__(env)
         self.position_fn = position_fn
         self.velocity_threshold = velocity_threshold
-        self.fall_fn = fall_fn
+        self.fall = fall
 
     @functools.cached_property
     def observation_size(self) -> int:
@@ -121,25 +109,23 @@ class SafeLocomotion(Wrapper):
         after = self.position_fn(sys, state.pipeline_state)
         v = (after - before) / self.env.unwrapped.dt
         velocity = v if v.ndim == 0 else jp.sqrt(jp.sum(jp.square(v)))
-        if self.fall_fn is None:
-            cost = (velocity > self.velocity_threshold).astype(jp.float32)
-            done = state.done
+        if self.fall:
+            cost = state.done.astype(jp.float32)
         else:
-            cost = self.fall_fn(sys, state.pipeline_state).astype(jp.float32)
-            done = cost.astype(state.done.dtype)
+            cost = (velocity > self.velocity_threshold).astype(jp.float32)
         info = {**state.info, "cost": cost, "velocity": velocity.astype(jp.float32)}
-        return state.replace(done=done, info=info)
+        return state.replace(info=info)
 
 
 # Safety-Gymnasium v1 thresholds, each from
 # safety_gymnasium/tasks/safe_velocity/<file>: ``self._velocity_threshold``.
 _VELOCITY_TASKS = {
-    # name: (Brax env class, position source, threshold, SG file, what the velocity is)
-    "SafetyAntVelocity": (ant.Ant, torso_xy, 2.6222,
+    # name: (env class, position source, threshold, SG file, what the velocity is)
+    "SafetyAntVelocity": (Ant, torso_xy, 2.6222,
                           "safety_ant_velocity_v1.py", "planar speed of the torso"),
-    "SafetyHalfCheetahVelocity": (half_cheetah.Halfcheetah, qpos0_x, 3.2096,
+    "SafetyHalfCheetahVelocity": (HalfCheetah, qpos0_x, 3.2096,
                                   "safety_half_cheetah_velocity_v1.py", "signed x-velocity"),
-    "SafetyHopperVelocity": (hopper.Hopper, qpos0_x, 0.7402,
+    "SafetyHopperVelocity": (Hopper, qpos0_x, 0.7402,
                              "safety_hopper_velocity_v1.py", "signed x-velocity"),
     "SafetyHumanoidVelocity": (humanoid.Humanoid, mass_center_xy, 1.4149,
                                "safety_humanoid_velocity_v1.py",
@@ -148,7 +134,7 @@ _VELOCITY_TASKS = {
     # x-velocity of qpos[0] (v0 used the planar speed of qpos[0:2]).
     "SafetySwimmerVelocity": (Swimmer, qpos0_x, 0.2282,
                               "safety_swimmer_velocity_v1.py", "signed x-velocity"),
-    "SafetyWalker2dVelocity": (walker2d.Walker2d, qpos0_x, 2.3415,
+    "SafetyWalker2dVelocity": (Walker2d, qpos0_x, 2.3415,
                                "safety_walker2d_velocity_v1.py", "signed x-velocity"),
 }
 
@@ -160,8 +146,8 @@ FALL_COST_LIMIT = 0.2
 
 
 def _factory(env_cls, position_fn, **cost_kwargs):
-    """``factory(**kwargs)``: kwargs go to the Brax env class; the backend is always MJX
-    (Brax's classes default to ``generalized``, and the position sources read MJX data)."""
+    """``factory(**kwargs)``: kwargs go to the env class; the backend is always MJX
+    (Brax's humanoid defaults to ``generalized``, and the position sources read MJX data)."""
 
     def factory(**kwargs) -> Env:
         backend = kwargs.pop("backend", "mjx")
@@ -172,28 +158,41 @@ def _factory(env_cls, position_fn, **cost_kwargs):
     return factory
 
 
+# Gymnasium's v4 env under each task (model, reset, reward, termination); Humanoid runs Brax's.
+_MODEL = {"SafetyAntVelocity": "Gymnasium's Ant-v4", "SafetyHalfCheetahVelocity": "Gymnasium's HalfCheetah-v4",
+          "SafetyHopperVelocity": "Gymnasium's Hopper-v4", "SafetyHumanoidVelocity": "Brax's humanoid",
+          "SafetySwimmerVelocity": "Gymnasium's Swimmer-v4", "SafetyWalker2dVelocity": "Gymnasium's Walker2d-v4"}
+
+# Every locomotion task redraws its reset states (v4's noisy reset, a fresh key) once per update,
+# for every env of the batch: an episode that ends restarts from a state drawn for that update,
+# not from one drawn once per env at the start of training (Brax's auto-reset). Gymnasium draws
+# one per episode; one per update costs one batched reset per update instead of one per step.
 for _name, (_cls, _pos, _thr, _src, _what) in _VELOCITY_TASKS.items():
     register(
         _name,
         _factory(_cls, _pos, velocity_threshold=_thr),
         cost_limit=VELOCITY_COST_LIMIT,
         episode_length=1000,
-        description=f"cost 1 per step where the {_what} exceeds {_thr} (Safety-Gymnasium {_src})",
+        description=f"cost 1 per step where the {_what} exceeds {_thr} (Safety-Gymnasium {_src}); "
+        f"{_MODEL[_name]} model",
+        redraw_resets=True,
     )
 
 register(
     "SafetyAntFall",
-    _factory(ant.Ant, torso_xy, fall_fn=ant_fell),
+    _factory(Ant, torso_xy, fall=True),
     cost_limit=FALL_COST_LIMIT,
     episode_length=1000,
-    description="cost 1 on the step the Ant becomes unhealthy (torso z outside [0.2, 1]), which ends "
-    "the episode; SHAPO's Ant-v4 task, limit 0.2 ours (paper's value unknown)",
+    description="cost 1 on the step Gymnasium's Ant-v4 terminates (unhealthy: torso z outside [0.2, 1] or a "
+    "non-finite state), which ends the episode; SHAPO's Ant-v4 task, limit 0.2 ours (paper's value unknown)",
+    redraw_resets=True,
 )
 register(
     "SafetyWalker2dFall",
-    _factory(walker2d.Walker2d, qpos0_x, fall_fn=walker2d_fell),
+    _factory(Walker2d, qpos0_x, fall=True),
     cost_limit=FALL_COST_LIMIT,
     episode_length=1000,
-    description="cost 1 on the step the Walker2d falls (height outside (0.8, 2), |angle| >= 1), which "
-    "ends the episode; SHAPO's Walker2d-v4 task, limit 0.2 ours (paper's value unknown)",
+    description="cost 1 on the step Gymnasium's Walker2d-v4 terminates (torso height outside (0.8, 2) or "
+    "|angle| >= 1), which ends the episode; SHAPO's Walker2d-v4 task, limit 0.2 ours (paper's value unknown)",
+    redraw_resets=True,
 )
