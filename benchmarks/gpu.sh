@@ -5,7 +5,9 @@
 #      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
 #   2. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
 #   3. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
-#      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes)
+#      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes; Brax
+#      PPO runs in benchmarks/brax_peer/.venv, made with BRAX_PEER_CUDA=1 bash
+#      benchmarks/brax_peer/setup.sh, and is skipped when that venv is absent)
 #   4. scaling.py: 1024 and 4096 envs, 16 seeds x 256 envs
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
 # SCALE (default 1), capped by what is left of BUDGET_S (default 470 s); a part that fails or
@@ -37,6 +39,7 @@ SCALE="${SCALE:-1}"
 ONLY="${ONLY:-}"
 NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
 SG_PY=benchmarks/cpu_peer/.venv/bin/python
+BRAX_PY=benchmarks/brax_peer/.venv/bin/python
 
 # --- the device -----------------------------------------------------------------------------
 if [ "$mode" = tiny ]; then
@@ -66,6 +69,7 @@ fi
 mkdir -p "$OUT"
 LOG="$OUT/gpu_sh_$suffix.log"
 
+summary=()
 # --- sizes: the measurement, or tiny ones that exercise the same commands --------------------
 if [ "$mode" = tiny ]; then
   NAV_SIZES=(--num-envs 2 --steps 2 --repeats 1)
@@ -84,12 +88,16 @@ if [ -z "${THROUGHPUT_SKIP+set}" ]; then
   THROUGHPUT_SKIP=fisher
   "$PY" benchmarks/throughput.py --help 2> /dev/null | grep -qE -- '--skip \[\{[a-z,]*trpo' && THROUGHPUT_SKIP="fisher trpo"
 fi
+# Brax 0.14.2's PPO runs in its own venv (benchmarks/brax_peer/setup.sh); without it, no Brax PPO
+if [ ! -x "$BRAX_PY" ] && [[ " $THROUGHPUT_SKIP " != *" brax "* ]]; then
+  THROUGHPUT_SKIP="$THROUGHPUT_SKIP brax"
+  summary+=("throughput: Brax PPO skipped, no $BRAX_PY (BRAX_PEER_CUDA=1 bash benchmarks/brax_peer/setup.sh)")
+fi
 # shellcheck disable=SC2206  # a word list
 [ -n "$THROUGHPUT_SKIP" ] && THROUGHPUT_SIZES+=(--skip $THROUGHPUT_SKIP)
 if [ -x "$SG_PY" ]; then SG_FLAGS=(--sg-python "$SG_PY" --sg-steps "$SG_STEPS"); else SG_FLAGS=(--no-sg); fi
 
 # --- running one part -------------------------------------------------------------------------
-summary=()
 part() {  # part NAME SECONDS COMMAND...: run under timeout, SECONDS x SCALE capped by what is left of BUDGET_S
   local name=$1 secs=$(($2 * SCALE)); shift 2
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi

@@ -1,6 +1,6 @@
-"""Training throughput side by side: env-only MJX, PPO-Lag and TRPO-PID with and without SHAPO, Brax PPO; one process.
+"""Training throughput side by side: env-only MJX, PPO-Lag and TRPO-PID with and without SHAPO, Brax PPO; one run.
 
-Everything runs in this one process on one device with the same env and sizes
+Everything runs on one device with the same env and sizes
 (``num_envs x unroll_length`` env steps per iteration, ``num_minibatches x update_epochs``
 gradient steps per iteration, 64-64 tanh networks, observation normalisation on). Compile
 time is measured apart (``jax.jit(...).lower(...).compile()``); every timed call ends in
@@ -24,7 +24,11 @@ time is measured apart (``jax.jit(...).lower(...).compile()``); every timed call
                 ``env=NullEnv(...)`` (a Brax Env of the same sizes whose step costs nothing),
                 so what remains is the policy's sampling plus advantages, multiplier, the PPO
                 epochs x minibatches (with the sharpness step) and the normaliser.
-  brax_ppo      ``brax.training.agents.ppo.train`` with matched sizes: one unroll of
+  brax_ppo      ``brax.training.agents.ppo.train`` in its own venv (``brax_peer/run.py``, run by
+                ``--brax-python``, default ``brax_peer/.venv/bin/python`` made by
+                ``brax_peer/setup.sh``: Brax 0.14.2's PPO calls ``jax.device_put_replicated``,
+                which the package's jax 0.10 no longer has), as a subprocess in lockstep with
+                this one, on the same ``shapo_envs`` task, with matched sizes: one unroll of
                 ``unroll_length`` per env per training step (``batch_size * num_minibatches =
                 num_envs``, batch_size counted in unrolls), ``num_updates_per_batch =
                 update_epochs``, 64-64 tanh policy and value nets, Normal policy (ours is an
@@ -35,8 +39,10 @@ time is measured apart (``jax.jit(...).lower(...).compile()``); every timed call
                 epoch includes compilation and is reported as ``compile_s``.
 
 Interleaving, so that a shared, noisy CPU loads all variants alike: ours are timed in rounds,
-one iteration of each per round (order rotated each round); Brax's ``progress_fn`` runs
-one timed iteration of our PPO-Lag after each Brax epoch. Each ratio is the median over
+one iteration of each per round (order rotated each round); after each Brax epoch the peer
+waits (its ``progress_fn``, outside its timing) while this process times one iteration of our
+PPO-Lag. The JSON's ``versions`` are this process's (the package's pins), ``brax_peer`` holds the
+peer's versions, device and python. Each ratio is the median over
 rounds of the ratio of the paired iterations:
 
   ours_vs_brax_ppo       our PPO-Lag steps/s / Brax PPO steps/s      (target >= 1.0)
@@ -46,6 +52,7 @@ rounds of the ratio of the paired iterations:
   trpo_shapo_overhead    SHAPO-TRPO-PID / TRPO-PID time per iteration (target <= 1.10)
   train_vs_env_only      PPO-Lag steps/s / env-only steps/s           (target >= 0.7)
 
+  bash benchmarks/brax_peer/setup.sh   # once (or --skip brax)
   python benchmarks/throughput.py --quick --out benchmarks/results/throughput_cpu_quick.json
 """
 
@@ -54,12 +61,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+BRAX_PYTHON = os.path.join(HERE, "brax_peer", ".venv", "bin", "python")
+BRAX_RUN = os.path.join(HERE, "brax_peer", "run.py")
 
 TARGETS = {
     "ours_vs_brax_ppo": (">=", 1.0),
@@ -85,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="env-only actions: policy = Gaussian from a fresh actor network, as training draws them")
     p.add_argument("--skip", nargs="*", default=[], choices=("brax", "euclidean", "fisher", "trpo"),
                    help="variants to leave out (their ratios are then null)")
+    p.add_argument("--brax-python", default=BRAX_PYTHON,
+                   help="python of the venv that runs Brax's PPO trainer (made by brax_peer/setup.sh)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="CPU smoke: 64 envs x 64 steps, 4 minibatches x 4 epochs, 8 rounds (about 5 min on 2 idle cores)")
@@ -125,18 +140,73 @@ def fisher_settings(config, target_kl: float) -> dict:
     }
 
 
+def brax_peer_command(python: str, args, base) -> list[str]:
+    """``brax_peer/run.py`` in lockstep with the sizes and PPO hyperparameters of our PPO-Lag ``base``."""
+    return [python, BRAX_RUN, "--lockstep", "--env", args.env, "--num-envs", str(args.num_envs),
+            "--unroll-length", str(args.unroll_length), "--num-minibatches", str(args.num_minibatches),
+            "--update-epochs", str(args.update_epochs), "--epochs", str(args.rounds + 2),  # 2 compiling epochs
+            "--hidden-sizes", *map(str, base.hidden_sizes), "--learning-rate", repr(base.actor_learning_rate),
+            "--entropy-cost", repr(base.entropy_coefficient), "--discounting", repr(base.gamma),
+            "--gae-lambda", repr(base.gae_lambda), "--clipping-epsilon", repr(base.clip_epsilon),
+            *(["--max-grad-norm", repr(base.max_grad_norm)] if base.max_grad_norm is not None else []),
+            "--seed", str(args.seed)]
+
+
+def run_brax_peer(command: list[str], between_epochs) -> dict:
+    """Runs the peer, calling ``between_epochs()`` after each of its epochs while it waits; its record.
+
+    The peer prints one JSON line per epoch and waits for a line on stdin; its last JSON line is
+    the whole record. A failure becomes ``{"error": ...}`` (with the last line of its stderr) so the
+    rest of the run is kept. On a GPU the peer does not preallocate memory (this process holds its
+    share already).
+    """
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")}
+    record = None
+    with tempfile.TemporaryFile("w+") as stderr:
+        try:
+            peer = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                    text=True, bufsize=1, env=env)
+        except OSError as err:
+            return {"error": f"{type(err).__name__}: {err}"}
+        with peer:
+            for line in peer.stdout:
+                if not line.startswith("{"):
+                    continue
+                obj = json.loads(line)
+                if "epoch" in obj:
+                    between_epochs()
+                    try:
+                        peer.stdin.write("\n")
+                        peer.stdin.flush()
+                    except BrokenPipeError:  # the peer died; its exit status and stderr say why
+                        break
+                elif obj.get("benchmark") == "brax_peer_ppo":
+                    record = obj
+        if peer.returncode != 0 or record is None:
+            stderr.seek(0)
+            tail = (stderr.read().strip().splitlines() or ["no output"])[-1]
+            return {"error": f"exit {peer.returncode}: {tail}"}
+    return record
+
+
+def check_brax_python(args) -> None:
+    """Fails in one line, before anything compiles, when Brax PPO is to run and its venv is absent."""
+    if "brax" in args.skip or os.path.exists(args.brax_python):
+        return
+    raise SystemExit(f"throughput.py: no Brax PPO python at {args.brax_python}; "
+                     f"run `bash benchmarks/brax_peer/setup.sh` first, or pass --skip brax")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
         args.num_envs, args.unroll_length, args.num_minibatches, args.update_epochs, args.rounds = 64, 64, 4, 4, 8
     if args.num_envs % args.num_minibatches:
         raise SystemExit("--num-minibatches must divide --num-envs (Brax PPO takes whole unrolls per minibatch)")
+    check_brax_python(args)
 
-    import flax.linen as nn
     import jax
     import jax.numpy as jnp
-    from brax.training.agents.ppo import networks as brax_networks
-    from brax.training.agents.ppo import train as brax_ppo
 
     import shapo_envs
     from _common import NullEnv, compile_timed, header, make_env_only, median, trainer_state, write_json
@@ -255,51 +325,37 @@ def main(argv=None) -> int:
     report["steps_per_s"].update({n: steps / median(ts) for n, ts in times.items()})
     save()
 
-    # ---- Brax PPO, with our PPO-Lag timed after each of its epochs --------------------------
+    # ---- Brax PPO in its venv, with our PPO-Lag timed after each of its epochs ---------------
     brax_rounds = []
     if "brax" not in args.skip:
-        brax_epochs = args.rounds + 2  # Brax compiles its training epoch twice (first two calls)
-        brax_times, ours_after = [], []
-
-        def progress(step, metrics):
-            if not first_progress:
-                first_progress.append(time.perf_counter())
-            brax_times.append(steps / float(metrics["training/sps"]))
-            ours_after.append(run_ours("ppo_lag"))
-
-        network_factory = functools.partial(
-            brax_networks.make_ppo_networks,
-            policy_hidden_layer_sizes=base.hidden_sizes, value_hidden_layer_sizes=base.hidden_sizes,
-            activation=nn.tanh, distribution_type="normal",
-        )
-        log("Brax PPO: compiling and training")
-        brax_start = time.perf_counter()
-        first_progress = []
-        episode_length = shapo_envs.get_spec(args.env).episode_length
-        brax_ppo.train(
-            environment=env, num_timesteps=brax_epochs * steps, num_envs=args.num_envs,
-            episode_length=episode_length, unroll_length=args.unroll_length,
-            batch_size=args.num_envs // args.num_minibatches, num_minibatches=args.num_minibatches,
-            num_updates_per_batch=args.update_epochs, learning_rate=base.actor_learning_rate,
-            entropy_cost=base.entropy_coefficient, discounting=base.gamma, gae_lambda=base.gae_lambda,
-            clipping_epsilon=base.clip_epsilon, max_grad_norm=base.max_grad_norm, normalize_observations=True,
-            network_factory=network_factory, seed=args.seed, num_evals=brax_epochs + 1, run_evals=False,
-            progress_fn=progress,
-        )
-        brax_total = time.perf_counter() - brax_start
-        steady_brax = brax_times[2:]
-        report["compile_s"]["brax_ppo"] = round(brax_times[0] + brax_times[1] - 2 * median(steady_brax), 2)
-        report["brax_first_two_epochs_s"] = [round(t, 3) for t in brax_times[:2]]
-        report["brax_total_call_s"] = round(brax_total, 2)
-        # Brax's setup before its first epoch (wrapping, pmapped reset compile, init), outside its timing
-        report["brax_setup_s"] = round(first_progress[0] - brax_start - brax_times[0], 2)
-        report["iteration_s"]["brax_ppo"] = [round(t, 5) for t in steady_brax]
-        report["iteration_s"]["ppo_lag_between_brax_epochs"] = [round(t, 5) for t in ours_after[2:]]
-        report["steps_per_s"]["brax_ppo"] = steps / median(steady_brax)
-        report["steps_per_s"]["ppo_lag_between_brax_epochs"] = steps / median(ours_after[2:])
-        brax_rounds = list(zip(steady_brax, ours_after[2:]))
-        log(f"Brax PPO: first two epochs {brax_times[0]:.1f}s, {brax_times[1]:.1f}s (compiling), "
-            f"steady {median(steady_brax):.3f}s/iteration; ours alongside {median(ours_after[2:]):.3f}s")
+        ours_after = []
+        command = brax_peer_command(args.brax_python, args, base)
+        log("Brax PPO (peer venv): compiling and training")
+        peer = run_brax_peer(command, lambda: ours_after.append(run_ours("ppo_lag")))
+        report["brax_peer"] = {
+            "python": args.brax_python, "command": " ".join(command[1:]),
+            **{k: peer.get(k) for k in ("versions", "device", "lockstep", "date", "error") if k in peer},
+        }
+        brax_times = peer.get("epoch_s", [])
+        if "error" in peer or len(brax_times) < 3:
+            log(f"Brax PPO failed: {peer.get('error', 'fewer than 3 epochs')}; ours_vs_brax_ppo is null")
+        elif peer["device"]["platform"] != report["device"]["platform"]:
+            log(f"Brax PPO ran on {peer['device']['platform']}, ours on {report['device']['platform']}: "
+                "ours_vs_brax_ppo is null (BRAX_PEER_CUDA=1 bash benchmarks/brax_peer/setup.sh for a GPU)")
+        else:
+            steady_brax = brax_times[2:]  # Brax compiles its training epoch on its first two calls
+            report["compile_s"]["brax_ppo"] = round(brax_times[0] + brax_times[1] - 2 * median(steady_brax), 2)
+            report["brax_first_two_epochs_s"] = [round(t, 3) for t in brax_times[:2]]
+            report["brax_total_call_s"] = round(peer["total_call_s"], 2)
+            # Brax's setup before its first epoch (wrapping, pmapped reset compile, init), outside its timing
+            report["brax_setup_s"] = round(peer["setup_s"], 2)
+            report["iteration_s"]["brax_ppo"] = [round(t, 5) for t in steady_brax]
+            report["iteration_s"]["ppo_lag_between_brax_epochs"] = [round(t, 5) for t in ours_after[2:]]
+            report["steps_per_s"]["brax_ppo"] = steps / median(steady_brax)
+            report["steps_per_s"]["ppo_lag_between_brax_epochs"] = steps / median(ours_after[2:])
+            brax_rounds = list(zip(steady_brax, ours_after[2:]))
+            log(f"Brax PPO: first two epochs {brax_times[0]:.1f}s, {brax_times[1]:.1f}s (compiling), "
+                f"steady {median(steady_brax):.3f}s/iteration; ours alongside {median(ours_after[2:]):.3f}s")
 
     # ---- ratios ----------------------------------------------------------------------------
     pair = lambda a, b: list(zip(times[a], times[b]))

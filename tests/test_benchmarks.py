@@ -17,19 +17,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 REFERENCE = os.path.join(BENCHMARKS, "results", "reference.json")
 SG_PYTHON = os.path.join(BENCHMARKS, "cpu_peer", ".venv", "bin", "python")
+BRAX_PYTHON = os.path.join(BENCHMARKS, "brax_peer", ".venv", "bin", "python")
 
 
 def load(name: str):
     """Imports ``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
     if BENCHMARKS not in sys.path:
         sys.path.insert(0, BENCHMARKS)
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", os.path.join(BENCHMARKS, f"{name}.py"))
+    module_name = "benchmarks_" + name.replace("/", "_")
+    spec = importlib.util.spec_from_file_location(module_name, os.path.join(BENCHMARKS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.parametrize("name", ["throughput", "scaling", "pareto", "reference", "env_throughput", "paper_throughput"])
+@pytest.mark.parametrize("name", ["throughput", "scaling", "pareto", "reference", "env_throughput", "paper_throughput",
+                                  "brax_peer/run"])
 def test_help(name, capsys):
     parser = load(name).build_parser()
     with pytest.raises(SystemExit) as exit_info:
@@ -233,6 +236,122 @@ def test_run_sg_steps_safety_gymnasium():
     assert "error" not in result, result
     assert result["env_id"] == "SafetyPointGoal1-v0" and result["num_envs"] == 1 and result["steps"] == 50
     assert result["steps_per_s"] > 0 and result["versions"]["safety-gymnasium"] == "1.0.0"
+
+
+# --- throughput.py: Brax PPO in its own venv, in lockstep ------------------------------------
+
+
+def fake_brax_python(tmp_path, epochs: int = 4, exit_code: int = 0, platform: str = "cpu") -> str:
+    """A python standing in for the peer's: per epoch a JSON line, then it waits for a line on stdin.
+
+    It logs "epoch i" when it prints and "resumed" when the parent's line arrives, so the test
+    sees that the parent's work ran while the peer waited; then the record (or a failure).
+    """
+    script = tmp_path / "fake_brax_python"
+    log = str(tmp_path / "peer_log.txt")
+    record = {"benchmark": "brax_peer_ppo", "versions": {"jax": "0.9.2", "brax": "0.14.2"}, "lockstep": True,
+              "device": {"platform": platform, "device_kind": "cpu"}, "epoch_s": [3.0, 2.0] + [0.5] * (epochs - 2),
+              "setup_s": 1.5, "total_call_s": 9.0, "date": "today"}
+    epoch_s = record["epoch_s"]
+    script.write_text(f"""#!{sys.executable}
+import json, sys
+with open({log!r}, "w") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+    for i, t in enumerate({epoch_s!r}):
+        print("a line Brax logs", flush=True)
+        log.write(f"epoch {{i}}\\n"); log.flush()
+        print(json.dumps({{"epoch": i, "epoch_s": t}}), flush=True)
+        assert sys.stdin.readline() == "\\n"
+        log.write("resumed\\n"); log.flush()
+    if {exit_code}:
+        print("Traceback: something broke", file=sys.stderr)
+        sys.exit({exit_code})
+    print(json.dumps({record!r}), flush=True)
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_brax_peer_command_matches_our_ppo_lag():
+    """The peer trains with our PPO-Lag's sizes and hyperparameters, parsed by its own parser."""
+    from shapo_jax.config import TrainConfig
+
+    throughput = load("throughput")
+    args = throughput.build_parser().parse_args(["--quick", "--out", "x.json", "--seed", "3"])
+    args.num_envs, args.unroll_length, args.num_minibatches, args.update_epochs, args.rounds = 64, 32, 4, 2, 5
+    base = TrainConfig(max_grad_norm=0.5, hidden_sizes=(32, 16), actor_learning_rate=1e-3)
+    command = throughput.brax_peer_command("PY", args, base)
+    assert command[:3] == ["PY", throughput.BRAX_RUN, "--lockstep"]
+    peer = load("brax_peer/run").build_parser().parse_args(command[2:])
+    assert (peer.env, peer.num_envs, peer.unroll_length, peer.num_minibatches, peer.update_epochs) == (
+        "SafetyHopperVelocity", 64, 32, 4, 2)
+    assert peer.epochs == 5 + 2 and peer.lockstep and peer.seed == 3  # two compiling epochs before the rounds
+    assert peer.hidden_sizes == [32, 16] and peer.learning_rate == 1e-3 and peer.max_grad_norm == 0.5
+    assert (peer.entropy_cost, peer.discounting, peer.gae_lambda, peer.clipping_epsilon) == (
+        base.entropy_coefficient, base.gamma, base.gae_lambda, base.clip_epsilon)
+
+
+def test_run_brax_peer_times_ours_while_the_peer_waits(tmp_path):
+    throughput = load("throughput")
+    events = []
+    log = tmp_path / "peer_log.txt"
+
+    def between():  # the peer has printed epoch i and is blocked on stdin
+        events.append(log.read_text().splitlines()[-1])
+
+    record = throughput.run_brax_peer([fake_brax_python(tmp_path, epochs=4), "--lockstep"], between)
+    assert events == ["epoch 0", "epoch 1", "epoch 2", "epoch 3"]
+    assert log.read_text().splitlines()[1:] == ["epoch 0", "resumed", "epoch 1", "resumed",
+                                                "epoch 2", "resumed", "epoch 3", "resumed"]
+    assert record["epoch_s"] == [3.0, 2.0, 0.5, 0.5] and record["versions"]["brax"] == "0.14.2"
+    failed = throughput.run_brax_peer([fake_brax_python(tmp_path, epochs=3, exit_code=3)], lambda: None)
+    assert failed == {"error": "exit 3: Traceback: something broke"}
+    missing = throughput.run_brax_peer([str(tmp_path / "absent")], lambda: None)
+    assert missing["error"].startswith("FileNotFoundError")
+
+
+def test_throughput_without_brax_python_says_how_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        load("throughput").main(["--quick", "--brax-python", str(tmp_path / "absent"), "--out", str(tmp_path / "t.json")])
+    message = str(exit_info.value.code)
+    assert "brax_peer/setup.sh" in message and "--skip brax" in message and "\n" not in message
+    assert not (tmp_path / "t.json").exists()  # failed before anything compiled or was written
+
+
+@pytest.mark.slow
+def test_throughput_tiny_with_a_fake_brax_peer(tmp_path):
+    """main() end to end at tiny sizes on PointHazard: the Brax rows and ratio come from the peer's epochs."""
+    throughput = load("throughput")
+    out = tmp_path / "t.json"
+    assert throughput.main(["--env", "PointHazard", "--num-envs", "4", "--unroll-length", "4", "--num-minibatches", "2",
+                            "--update-epochs", "1", "--rounds", "2", "--skip", "fisher", "trpo",
+                            "--brax-python", fake_brax_python(tmp_path, epochs=4), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["iteration_s"]["brax_ppo"] == [0.5, 0.5] and len(data["iteration_s"]["ppo_lag_between_brax_epochs"]) == 2
+    assert data["compile_s"]["brax_ppo"] == pytest.approx(3.0 + 2.0 - 2 * 0.5)
+    assert data["brax_setup_s"] == 1.5 and data["brax_peer"]["versions"]["jax"] == "0.9.2"
+    assert data["versions"]["jax"] != "0.9.2" or data["versions"]["brax"]  # ours: this process's pins
+    ours = data["iteration_s"]["ppo_lag_between_brax_epochs"]
+    assert data["ours_vs_brax_ppo"] == pytest.approx(sorted(0.5 / t for t in ours)[len(ours) // 2], rel=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(BRAX_PYTHON), reason="no Brax peer venv (bash benchmarks/brax_peer/setup.sh)")
+def test_brax_peer_trains_brax_ppo():
+    """The real peer: Brax 0.14.2's PPO trainer on an MJX task in the peer venv, one JSON line per epoch.
+
+    (PointHazard would compile faster, but its step rebuilds ``info``, which Brax's wrappers extend.)
+    """
+    done = subprocess.run([BRAX_PYTHON, os.path.join(BENCHMARKS, "brax_peer", "run.py"), "--env", "SafetyHopperVelocity",
+                           "--num-envs", "4", "--unroll-length", "4", "--num-minibatches", "2", "--update-epochs", "1",
+                           "--epochs", "3"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["epoch"] for line in lines[:-1]] == [0, 1, 2]
+    record = lines[-1]
+    assert record["benchmark"] == "brax_peer_ppo" and len(record["epoch_s"]) == 3 and min(record["epoch_s"]) > 0
+    assert record["versions"]["brax"] == "0.14.2" and record["versions"]["jax"] == "0.9.2"
+    assert record["steps_per_epoch"] == 16 and record["setup_s"] > 0
 
 
 # --- paper_throughput.py ------------------------------------------------------------------------
