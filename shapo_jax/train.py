@@ -24,10 +24,8 @@ from brax.training.acme import running_statistics
 
 from shapo_jax import advantages as gae
 from shapo_jax import normalization
-from shapo_jax.algorithms import Algorithm, get_algorithm
+from shapo_jax.algorithms import Algorithm, Constraint, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
-from shapo_jax.algorithms.ppo import PPOConfig, ppo_actor_step, sharpness_diagnostics
-from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_step, trpo_step
 from shapo_jax.config import TrainConfig, apply_preset, validate
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
@@ -104,33 +102,6 @@ def resolve_redraw_resets(config: TrainConfig) -> bool:
     return shapo_envs.get_spec(config.env).redraw_resets
 
 
-def make_sharpness(config: TrainConfig, rho) -> Optional[optax.GradientTransformationExtraArgs]:
-    """The SHAPO transform when the config turns it on, else None.
-
-    ``rho`` may be traced (a radius per vmapped run); a target KL delta arrives as
-    ``rho = sqrt(2 delta)``, which the transform turns back into delta for backtracking.
-    """
-    if not config.uses_sharpness:
-        return None
-    return sharpness_aware(rho, geometry=config.geometry, cg_iters=config.cg_iters, damping=config.cg_damping)
-
-
-def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformationExtraArgs:
-    """PPO's actor optimizer: clip -> Adam, preceded by the sharpness step with SHAPO."""
-    base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
-    sharpness = make_sharpness(config, rho)
-    return optax.with_extra_args_support(base) if sharpness is None else optax.chain(sharpness, base)
-
-
-def init_actor_state(config: TrainConfig, algorithm: Algorithm, actor_params):
-    """PPO: the optimizer state; TRPO/CRPO: the sharpness state; CPO: one per perturbation."""
-    if algorithm.policy_step == "ppo":
-        return make_actor_optimizer(config, 0.0).init(actor_params)
-    sharpness = make_sharpness(config, 0.0)
-    state = () if sharpness is None else sharpness.init(actor_params)
-    return (state, state) if algorithm.policy_step == "cpo" else state
-
-
 def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Trainer:
     """Builds the pure functions of a run; validates ``config`` first (nothing compiles here).
 
@@ -154,13 +125,6 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     )
     observation_size = env.observation_size
     num_envs, unroll_length = config.num_envs, config.unroll_length
-    ppo_config = PPOConfig(
-        config.num_minibatches, config.update_epochs, config.clip_epsilon, config.entropy_coefficient,
-        config.uses_sharpness, config.geometry == "fisher",
-    )
-    trust_region_config = TrustRegionConfig(
-        config.trust_region_kl, config.trust_region_cg_iters, config.cg_damping, config.line_search_steps
-    )
 
     # Per-step statistics (Gymnasium's NormalizeObservation): the rollout normalises and
     # stores normalised observations, so the update must not normalise them again.
@@ -194,7 +158,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
-            actor_optimizer_state=init_actor_state(config, algorithm, actor_params),
+            actor_optimizer_state=algorithm.make_policy_step(config, actor.apply, 0.0).init(actor_params),
             critic_optimizer_state=critic_optimizer.init(critic_params),
             multiplier_state=algorithm.multiplier.init(config),
             normalizer=init_normalizer(env_state, normalizer_key),
@@ -306,29 +270,16 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         # 4. The algorithm's policy step (SHAPO inside it), then the critics.
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # [T, N, ...] -> [T*N, ...]
         batch = PolicyBatch(flat(observation), flat(transitions.action), flat(transitions.log_prob), flat(advantage))
-        if algorithm.policy_step == "ppo":
-            actor_params, actor_state, actor_diagnostics = ppo_actor_step(
-                ppo_config, actor.apply, make_actor_optimizer(config, rho),
-                state.actor_params, state.actor_optimizer_state, batch, policy_key,
-            )
-        elif algorithm.policy_step == "trpo":
-            actor_params, actor_state, actor_diagnostics = trpo_step(
-                trust_region_config, actor.apply, make_sharpness(config, rho),
-                state.actor_optimizer_state, state.actor_params, batch,
-            )
-        else:
-            actor_params, actor_state, actor_diagnostics = cpo_step(
-                trust_region_config, actor.apply, make_sharpness(config, rho), state.actor_optimizer_state,
-                state.actor_params, batch, flat(cost_advantage), constraint_cost - cost_limit,
-            )
+        constraint = Constraint(flat(cost_advantage), constraint_cost - cost_limit)
+        actor_params, actor_state, actor_diagnostics = algorithm.make_policy_step(config, actor.apply, rho).step(
+            state.actor_params, state.actor_optimizer_state, batch, constraint, policy_key
+        )
         critic_params, critic_state, critic_diagnostics = fit_critics(
             critic.apply, critic_optimizer, state.critic_params, state.critic_optimizer_state,
             batch.observation, flat(reward_target), flat(cost_target), policy_key,
             config.update_epochs, config.num_minibatches, config.critic_l2,
         )
-        # The SHAPO diagnostics of the last perturbation, unless the step already reported its
-        # own (PPO reports the mean over its minibatches).
-        diagnostics = {**sharpness_diagnostics(actor_state), **actor_diagnostics, **critic_diagnostics}
+        diagnostics = {**actor_diagnostics, **critic_diagnostics}
 
         # 5. Observation statistics, updated after the update that used them (per step: in
         #    the rollout, already).

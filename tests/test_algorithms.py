@@ -111,7 +111,7 @@ def tiny_policy_batch(seed=0, n=256):
 def test_trpo_step_stays_in_the_trust_region_and_improves_the_surrogate():
     actor, params, batch = tiny_policy_batch()
     config = TrustRegionConfig(max_kl=DELTA, cg_iters=15, damping=0.1, line_search_steps=15)
-    new_params, _, diagnostics = jax.jit(lambda p: trpo_step(config, actor.apply, None, (), p, batch))(params)
+    new_params, _, diagnostics = jax.jit(lambda p: trpo_step(config, actor.apply, None, p, (), batch))(params)
     kl = mean_policy_kl(actor.apply, params, new_params, batch.observation)
     assert 0 < float(kl) <= DELTA
     before, after = surrogate_loss(actor.apply, params, batch), surrogate_loss(actor.apply, new_params, batch)
@@ -148,7 +148,7 @@ def test_trpo_step_matches_the_plain_kl_hessian_step(target_kl):
     sharpness = None if target_kl is None else sharpness_aware(geometry="fisher", target_kl=target_kl)
     state = () if sharpness is None else sharpness.init(params)
     new_params, new_state, diagnostics = jax.jit(
-        lambda p: trpo_step(config, actor.apply, sharpness, state, p, batch))(params)
+        lambda p: trpo_step(config, actor.apply, sharpness, p, state, batch))(params)
     expected_params, expected_state, expected_scale = jax.jit(
         lambda p: reference_trpo_step(config, actor, sharpness, state, p, batch))(params)
     assert float(diagnostics["line_search_scale"]) == float(expected_scale) > 0
@@ -199,7 +199,7 @@ def test_shapo_cpo_takes_each_gradient_at_its_own_worst_point(monkeypatch):
     config = TrustRegionConfig(max_kl=DELTA, cg_iters=10, damping=0.1, line_search_steps=15)
     sharpness = sharpness_aware(rho)
     states = (sharpness.init(params), sharpness.init(params))
-    trust_region.cpo_step(config, actor.apply, sharpness, states, params, batch, cost_advantage, jnp.asarray(-1.0))
+    trust_region.cpo_step(config, actor.apply, sharpness, params, states, batch, cost_advantage, jnp.asarray(-1.0))
 
     reward_loss = lambda p: surrogate_loss(actor.apply, p, batch)
     cost_surrogate = lambda p: -surrogate_loss(actor.apply, p, batch._replace(advantage=cost_advantage))

@@ -1,7 +1,10 @@
 """Algorithms: each is a multiplier rule, an objective, and a policy step.
 
 The rollout, advantages, critic fitting and the SHAPO transform are shared
-(``shapo_jax.train``). What differs between the seven algorithms fits in this table:
+(``shapo_jax.train``). What differs between the seven algorithms fits in this table; the
+trainer only calls its functions (``algorithms.base.PolicyStep``: ``init(params)`` and
+``step(params, state, batch, constraint, key)``), never asks which algorithm runs. A new
+algorithm is a policy step in its own module (or one of these) and a row below.
 
 | algo     | multiplier        | advantage the policy ascends            | policy step          |
 |----------|-------------------|-----------------------------------------|----------------------|
@@ -16,12 +19,15 @@ The rollout, advantages, critic fitting and the SHAPO transform are shared
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from shapo_jax import multipliers
+from shapo_jax.algorithms.base import Constraint, MakePolicyStep, PolicyStep
+from shapo_jax.algorithms.ppo import ppo_policy_step
+from shapo_jax.algorithms.trust_region import cpo_policy_step, trpo_policy_step
 from shapo_jax.config import ALGORITHMS, TrainConfig
 
 MultiplierState = multipliers.LagrangeState | multipliers.PIDState
@@ -37,7 +43,8 @@ class Algorithm(NamedTuple):
     multiplier: MultiplierRule
     # (standardised A_r, centred A_c, lambda, mean episode cost, cost limit, config) -> A
     objective: Callable[..., jax.Array]
-    policy_step: Literal["ppo", "trpo", "cpo"]
+    # (config, actor_apply, rho) -> PolicyStep; rho may be traced
+    make_policy_step: MakePolicyStep
     reference: str
 
 
@@ -76,16 +83,18 @@ def crpo_switch(reward_advantage, cost_advantage, multiplier, episode_cost, cost
     return jnp.where(violated, -cost_advantage, reward_advantage)
 
 
+__all__ = ["Algorithm", "Constraint", "MultiplierRule", "PolicyStep", "get_algorithm"]
+
 _ALGORITHMS = {
     a.name: a
     for a in (
-        Algorithm("ppo", NO_MULTIPLIER, reward_only, "ppo", "Schulman et al. 2017 (cost only logged)"),
-        Algorithm("ppo_lag", LAGRANGE, lagrangian, "ppo", "Ray et al. 2019; SafePO ppo_lag (our SHAPO extension)"),
-        Algorithm("ppo_pid", PID, lagrangian, "ppo", "Stooke et al. 2020 PID multiplier on PPO"),
-        Algorithm("trpo_lag", LAGRANGE, lagrangian, "trpo", "Ray et al. 2019; SafePO trpo_lag"),
-        Algorithm("trpo_pid", PID, lagrangian, "trpo", "Stooke et al. 2020; the paper's PIDLag"),
-        Algorithm("cpo", NO_MULTIPLIER, reward_only, "cpo", "Achiam et al. 2017; the paper's CPO"),
-        Algorithm("crpo", NO_MULTIPLIER, crpo_switch, "trpo", "Xu et al. 2021; the paper's CRPO"),
+        Algorithm("ppo", NO_MULTIPLIER, reward_only, ppo_policy_step, "Schulman et al. 2017 (cost only logged)"),
+        Algorithm("ppo_lag", LAGRANGE, lagrangian, ppo_policy_step, "Ray et al. 2019; SafePO ppo_lag (our SHAPO extension)"),
+        Algorithm("ppo_pid", PID, lagrangian, ppo_policy_step, "Stooke et al. 2020 PID multiplier on PPO"),
+        Algorithm("trpo_lag", LAGRANGE, lagrangian, trpo_policy_step, "Ray et al. 2019; SafePO trpo_lag"),
+        Algorithm("trpo_pid", PID, lagrangian, trpo_policy_step, "Stooke et al. 2020; the paper's PIDLag"),
+        Algorithm("cpo", NO_MULTIPLIER, reward_only, cpo_policy_step, "Achiam et al. 2017; the paper's CPO"),
+        Algorithm("crpo", NO_MULTIPLIER, crpo_switch, trpo_policy_step, "Xu et al. 2021; the paper's CRPO"),
     )
 }
 assert tuple(sorted(_ALGORITHMS)) == tuple(sorted(ALGORITHMS))

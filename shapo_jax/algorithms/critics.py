@@ -10,9 +10,9 @@ from __future__ import annotations
 import jax
 import optax
 
-from shapo_jax.algorithms.ppo import epochs_of_minibatches
 from shapo_jax.fisher import tree_vdot
 from shapo_jax.losses import value_loss
+from shapo_jax.minibatch import epochs_of_minibatches
 
 
 def fit_critics(

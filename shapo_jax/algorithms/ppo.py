@@ -1,4 +1,4 @@
-"""The PPO policy step: epochs x shuffled minibatches of the clip loss.
+"""The PPO policy step (PPO, PPO-Lag, PPO-PID): epochs x shuffled minibatches of the clip loss.
 
 When the actor's optimizer starts with ``sharpness_aware`` (SHAPO), each minibatch's
 actor gradient is replaced by the gradient at the perturbed parameters. The transform
@@ -15,12 +15,14 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
+from shapo_jax.algorithms.base import ActorApply, Constraint, PolicyStep, make_sharpness
 from shapo_jax.algorithms.trust_region import geometry_at
+from shapo_jax.config import TrainConfig
+from shapo_jax.diagnostics import sharpness_diagnostics
 from shapo_jax.losses import PolicyBatch, ppo_clip_loss
-from shapo_jax.sharpness import SharpnessAwareState
+from shapo_jax.minibatch import epochs_of_minibatches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,41 +33,6 @@ class PPOConfig:
     entropy_coefficient: float
     uses_sharpness: bool
     fisher: bool
-
-
-def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
-    """A random permutation of the (flat) batch split into [num_minibatches, size, ...]."""
-    size = jax.tree.leaves(batch)[0].shape[0]
-    permutation = jax.random.permutation(key, size)
-    return jax.tree.map(
-        lambda x: x[permutation].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch
-    )
-
-
-def epochs_of_minibatches(step, carry, batch, key: jax.Array, num_epochs: int, num_minibatches: int):
-    """Runs ``step(carry, minibatch) -> (carry, diagnostics)`` over epochs of shuffled
-    minibatches; returns the final carry and the diagnostics averaged over all steps."""
-
-    def epoch(carry, epoch_key):
-        return jax.lax.scan(step, carry, shuffled_minibatches(epoch_key, batch, num_minibatches))
-
-    carry, diagnostics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
-    return carry, jax.tree.map(jnp.mean, diagnostics)
-
-
-def sharpness_diagnostics(optimizer_state) -> dict[str, jax.Array]:
-    """The ``SharpnessAwareState`` inside an optimizer state, as metrics (zeros if absent)."""
-    is_state = lambda x: isinstance(x, SharpnessAwareState)
-    for leaf in jax.tree.leaves(optimizer_state, is_leaf=is_state):
-        if is_state(leaf):
-            return {
-                "perturbation_norm": leaf.perturbation_norm,
-                "perturbation_kl": leaf.kl,
-                "perturbation_scale": leaf.scale,
-                "perturbation_cosine": leaf.cosine,
-            }
-    zero = jnp.zeros((), jnp.float32)
-    return {"perturbation_norm": zero, "perturbation_kl": zero, "perturbation_scale": zero, "perturbation_cosine": zero}
 
 
 def ppo_actor_step(
@@ -100,3 +67,26 @@ def ppo_actor_step(
         minibatch_step, (params, optimizer_state), batch, key, config.update_epochs, config.num_minibatches
     )
     return params, optimizer_state, diagnostics
+
+
+def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformationExtraArgs:
+    """PPO's actor optimizer: clip -> Adam, preceded by the sharpness step with SHAPO."""
+    base = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.actor_learning_rate))
+    sharpness = make_sharpness(config, rho)
+    return optax.with_extra_args_support(base) if sharpness is None else optax.chain(sharpness, base)
+
+
+def ppo_policy_step(config: TrainConfig, actor_apply: ActorApply, rho) -> PolicyStep:
+    """PPO, PPO-Lag and PPO-PID: the clip loss over minibatches; the state is the optimizer's."""
+    settings = PPOConfig(
+        config.num_minibatches, config.update_epochs, config.clip_epsilon, config.entropy_coefficient,
+        config.uses_sharpness, config.geometry == "fisher",
+    )
+    optimizer = make_actor_optimizer(config, rho)
+
+    def step(params, optimizer_state, batch: PolicyBatch, constraint: Constraint, key: jax.Array):
+        del constraint  # the multiplier is already in batch.advantage
+        # The diagnostics hold the SHAPO ones averaged over minibatches.
+        return ppo_actor_step(settings, actor_apply, optimizer, params, optimizer_state, batch, key)
+
+    return PolicyStep(make_actor_optimizer(config, 0.0).init, step)

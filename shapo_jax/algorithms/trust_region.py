@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shapo_jax.algorithms.base import ActorApply, Constraint, PolicyStep, make_sharpness
+from shapo_jax.config import TrainConfig
+from shapo_jax.diagnostics import sharpness_diagnostics
 from shapo_jax.fisher import conjugate_gradient_with_product, gaussian_fisher, tree_add_scaled, tree_scale, tree_vdot
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import gaussian_kl, gaussian_log_prob
@@ -35,6 +38,10 @@ class TrustRegionConfig:
     cg_iters: int  # CG iterations of the step (paper: 15)
     damping: float  # added to the Fisher in the solve (paper: 0.1)
     line_search_steps: int  # tries, each 0.8 times the last (paper: 15)
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "TrustRegionConfig":
+        return cls(config.trust_region_kl, config.trust_region_cg_iters, config.cg_damping, config.line_search_steps)
 
 
 def surrogate_loss(actor_apply, params, batch: PolicyBatch) -> jax.Array:
@@ -117,8 +124,8 @@ def trpo_step(
     config: TrustRegionConfig,
     actor_apply,
     sharpness,
-    sharpness_state,
     params,
+    sharpness_state,
     batch: PolicyBatch,
 ):
     """One TRPO step (Schulman et al. 2015) on the surrogate of ``batch.advantage``.
@@ -240,8 +247,8 @@ def cpo_step(
     config: TrustRegionConfig,
     actor_apply,
     sharpness,
-    sharpness_states,
     params,
+    sharpness_states,
     batch: PolicyBatch,
     cost_advantage: jax.Array,
     constraint_value: jax.Array,
@@ -296,3 +303,39 @@ def cpo_step(
         "cpo_nu": solution.cost_multiplier,
     }
     return new_params, (reward_state, cost_state), diagnostics
+
+
+def trpo_policy_step(config: TrainConfig, actor_apply: ActorApply, rho) -> PolicyStep:
+    """TRPO-Lag, TRPO-PID and CRPO: one TRPO step; the state is SHAPO's (``()`` without it)."""
+    settings = TrustRegionConfig.of(config)
+    sharpness = make_sharpness(config, rho)
+
+    def init(params):
+        return () if sharpness is None else sharpness.init(params)
+
+    def step(params, sharpness_state, batch: PolicyBatch, constraint: Constraint, key: jax.Array):
+        del constraint, key  # the multiplier or CRPO's switch is already in batch.advantage
+        params, sharpness_state, diagnostics = trpo_step(settings, actor_apply, sharpness, params, sharpness_state, batch)
+        return params, sharpness_state, {**sharpness_diagnostics(sharpness_state), **diagnostics}
+
+    return PolicyStep(init, step)
+
+
+def cpo_policy_step(config: TrainConfig, actor_apply: ActorApply, rho) -> PolicyStep:
+    """CPO: the state is one SHAPO state per perturbation (reward, cost); diagnostics: the reward one's."""
+    settings = TrustRegionConfig.of(config)
+    sharpness = make_sharpness(config, rho)
+
+    def init(params):
+        state = () if sharpness is None else sharpness.init(params)
+        return state, state
+
+    def step(params, sharpness_states, batch: PolicyBatch, constraint: Constraint, key: jax.Array):
+        del key
+        params, sharpness_states, diagnostics = cpo_step(
+            settings, actor_apply, sharpness, params, sharpness_states, batch,
+            constraint.cost_advantage, constraint.value,
+        )
+        return params, sharpness_states, {**sharpness_diagnostics(sharpness_states), **diagnostics}
+
+    return PolicyStep(init, step)
