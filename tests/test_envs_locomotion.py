@@ -1,4 +1,5 @@
-"""MJX locomotion tasks: smoke under vmap+jit, cost semantics, registry entries.
+"""MJX locomotion tasks: smoke under vmap+jit, cost semantics, registry entries, and agreement
+with Gymnasium's v4 envs stepping natively (step by step; in distribution, slow).
 
 Each env compiles one batched reset and one batched step (module-level cache); the cost tests
 reuse that step on edited states (same shapes, so no recompile). XLA's backend optimisation is

@@ -1,4 +1,4 @@
-"""Gymnasium's v4 locomotion envs (Ant, HalfCheetah, Hopper, Walker2d, Humanoid) on MJX.
+"""Gymnasium's v4 locomotion envs (Ant, HalfCheetah, Hopper, Walker2d) on MJX.
 
 The SHAPO paper's fall tasks are Gymnasium's ``Ant-v4`` and ``Walker2d-v4``, and
 Safety-Gymnasium's velocity tasks are Gymnasium's v4 envs with a cost whose thresholds were
@@ -27,7 +27,8 @@ Actions: v4 charges the control cost on the action as given (unclipped) and writ
 
 The pipeline state is Brax's MJX state: ``q``/``qd`` (= ``qpos``/``qvel``) plus the MJX data.
 Agreement with Gymnasium stepping natively (float64 MuJoCo) is tested step by step and in
-distribution in ``tests/test_envs_gymnasium_v4.py``.
+distribution in ``tests/test_envs_locomotion.py``. Humanoid-v4 is not here: its XML uses the
+PGS solver, which MJX does not implement.
 """
 
 from __future__ import annotations
