@@ -57,7 +57,7 @@ TASK = "SafetyPointButton1-v0"
 COMMIT = "1bb7704"
 ARMS = {"base": "False", "shapo": "True"}
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_JSON = os.path.join(HERE, "..", "results", "released_code_PointButton1.json")
+DEFAULT_JSON = os.path.normpath(os.path.join(HERE, "..", "results", "released_code_PointButton1.json"))
 
 # Run by the released venv's python as ``python -c LAUNCHER EPISODES_CSV SCRIPT ARGS...``.
 LAUNCHER = r"""
