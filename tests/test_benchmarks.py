@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import stat
+import statistics
 import subprocess
 import sys
 
@@ -332,7 +333,8 @@ def test_throughput_tiny_with_a_fake_brax_peer(tmp_path):
     assert data["brax_setup_s"] == 1.5 and data["brax_peer"]["versions"]["jax"] == "0.9.2"
     assert data["versions"]["jax"] != "0.9.2" or data["versions"]["brax"]  # ours: this process's pins
     ours = data["iteration_s"]["ppo_lag_between_brax_epochs"]
-    assert data["ours_vs_brax_ppo"] == pytest.approx(sorted(0.5 / t for t in ours)[len(ours) // 2], rel=1e-3)
+    # iteration_s is rounded to 10 us, the ratio is of the unrounded times
+    assert data["ours_vs_brax_ppo"] == pytest.approx(statistics.median(0.5 / t for t in ours), rel=0.02)
 
 
 @pytest.mark.slow
