@@ -180,7 +180,8 @@ def trainer_state(config, env: Env, keys: jax.Array, env_states: State):
     init_c, seconds = compile_timed(jax.vmap(null_trainer.init), keys)
     state = init_c(keys)
     # separate buffers: the update donates its input state, and a buffer may be donated once
-    return state._replace(env_state=env_states, initial_env_state=jax.tree.map(jnp.copy, env_states)), seconds
+    runner = state.runner._replace(env_state=env_states, initial_env_state=jax.tree.map(jnp.copy, env_states))
+    return state._replace(runner=runner), seconds
 
 
 def stacked_resets(reset_c, keys: jax.Array) -> State:

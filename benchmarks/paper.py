@@ -410,7 +410,7 @@ def run_cell(config, grid: Grid, settings: dict, progress: bool, partial: str) -
     curves = {k: np.concatenate([np.asarray(h[k], np.float64) for h in history], axis=1) for k in kept}
     timing = {"compile_s": round(compile_s, 2), "run_s": round(run_s, 2), "updates_per_chunk": chunk,
               "env_steps_per_s": 2 * grid.seeds * ran * config.steps_per_update / max(run_s, 1e-9)}
-    total_cost, failed = jax.device_get((state.total_cost, state.failed_update))
+    total_cost, failed = jax.device_get((state.episodes.total_cost, state.failed_update))
     return cell_record(config, grid, settings, trainer.cost_limit, curves, np.asarray(total_cost, np.float64),
                        np.asarray(failed), timing)
 

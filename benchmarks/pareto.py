@@ -92,7 +92,7 @@ def run_sweep(config, rhos, num_seeds: int, final_window: float = 0.1) -> dict:
     window = max(1, int(round(final_window * num_updates)))
     final_return = metrics["episode_return"][:, -window:].mean(axis=1)
     final_cost = metrics["episode_cost"][:, -window:].mean(axis=1)
-    total_cost = np.asarray(jax.device_get(out.state.total_cost))
+    total_cost = np.asarray(jax.device_get(out.state.episodes.total_cost))
     failed = np.asarray(jax.device_get(out.state.failed_update))
 
     def spread(values):

@@ -69,7 +69,7 @@ def run(env: str, algo: str, num_seeds: int = NUM_SEEDS) -> dict:
     values = {
         "final_return": metrics["episode_return"][:, -window:].mean(axis=1),
         "final_cost": metrics["episode_cost"][:, -window:].mean(axis=1),
-        "total_cost": np.asarray(jax.device_get(out.state.total_cost)),
+        "total_cost": np.asarray(jax.device_get(out.state.episodes.total_cost)),
     }
     result = {"compile_s": round(compile_s, 2), "run_s": round(run_s, 2),
               "failed_runs": int((np.asarray(out.state.failed_update) >= 0).sum())}

@@ -288,7 +288,8 @@ def main(argv=None) -> int:
     for name, config in configs.items():
         full_state, ci = trainer_state(config, env, keys, env_states)
         null_trainer = make_trainer(config, env=null_env)
-        null_state = full_state._replace(env_state=null_env_states, initial_env_state=null_env_states)
+        null_state = full_state._replace(
+            runner=full_state.runner._replace(env_state=null_env_states, initial_env_state=null_env_states))
         for suffix, trainer, state in (("", make_trainer(config, env=env), full_state),
                                        ("_update", null_trainer, null_state)):
             update_c, cu = compile_timed(jax.vmap(trainer.update), state, donate_argnums=0)

@@ -8,7 +8,9 @@ file count, and one that still fails to restore is skipped, so a half-written ch
 
 Nothing here names the fields of ``TrainState``: the state is saved as the pytree it is and
 restored into the structure of a freshly initialised one (``jax.eval_shape`` of ``init``),
-so new fields are checkpointed without changes here.
+so new fields are checkpointed without changes here. Format 1 (before ``TrainState`` nested
+its learner, env runner and episode statistics) kept those parts' fields at the top level;
+such checkpoints are converted when restored (``_format_1_name``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,8 @@ import numpy as np
 CHECKPOINTS = "checkpoints"
 POLICY_FILE = "policy.npz"  # every finished run's actor and observation statistics, for shapo-eval
 COMMIT_FILE = "commit_success.txt"  # orbax writes it just before the atomic rename
+# 1: a flat TrainState (no "format" in the meta); 2: TrainState nests learner, runner, episodes
+FORMAT = 2
 # Flags that may change between a run and its resume: where and how it reports, how it
 # checkpoints, and how long it trains (total_steps may grow).
 # Checkpoints hold the whole state on the host, so the devices and hosts may change too;
@@ -57,7 +61,7 @@ class SavedPolicy(NamedTuple):
 
 
 def policy_of(state) -> Policy:
-    return Policy(state.actor_params, state.normalizer)
+    return Policy(state.learner.actor_params, state.learner.normalizer)
 
 
 def checkpoint_dir(out: str) -> str:
@@ -79,7 +83,20 @@ def _leaf_name(path) -> str:
     return ".".join(parts)
 
 
-def _saveable(tree) -> dict[str, Any]:
+def _format_1_name(tree) -> Callable[[Any], str]:
+    """Leaf names as format 1 wrote them: the fields of the state's NamedTuple parts (learner,
+    runner, episodes) sat at the top level, so the part's name is dropped from the path."""
+    parts = {name for name in getattr(tree, "_fields", ()) if hasattr(getattr(tree, name), "_fields")}
+
+    def name(path) -> str:
+        if path and getattr(path[0], "name", None) in parts:
+            path = path[1:]
+        return _leaf_name(path)
+
+    return name
+
+
+def _saveable(tree, name: Callable[[Any], str] = _leaf_name) -> dict[str, Any]:
     """The tree as a flat ``{dotted path: array}`` dict, which orbax writes on any host.
 
     Flat, because some containers rebuild device arrays from host ones when unflattened
@@ -92,14 +109,14 @@ def _saveable(tree) -> dict[str, Any]:
     def saveable(x):
         return None if x.size == 0 else (jax.random.key_data(x) if _is_key(x) else x)
 
-    return {_leaf_name(path): saveable(leaf) for path, leaf in leaves}
+    return {name(path): saveable(leaf) for path, leaf in leaves}
 
 
-def _unsaveable(abstract, saved: dict[str, Any]):
+def _unsaveable(abstract, saved: dict[str, Any], name: Callable[[Any], str] = _leaf_name):
     """Inverse of ``_saveable`` given the abstract (``eval_shape``) tree."""
 
     def leaf(path, target):
-        value = saved.get(_leaf_name(path))
+        value = saved.get(name(path))
         if value is None:
             return jnp.zeros(target.shape, target.dtype)
         if _is_key(target):
@@ -120,11 +137,11 @@ def host_copy(tree) -> dict[str, Any]:
     return to_host(_saveable(tree))
 
 
-def _restore_target(abstract):
+def _restore_target(abstract, name: Callable[[Any], str] = _leaf_name):
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    shapes = jax.eval_shape(_saveable, abstract)
-    return {name: None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
-            for name, x in shapes.items()}
+    shapes = jax.eval_shape(lambda tree: _saveable(tree, name), abstract)
+    return {leaf: None if x is None else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+            for leaf, x in shapes.items()}
 
 
 class Checkpoints:
@@ -176,19 +193,27 @@ class Checkpoints:
             args=args.Composite(
                 state=args.StandardSave(state),
                 update_metrics=args.StandardSave(metrics),
-                meta=args.JsonSave({"step": step, "update": update}),
+                meta=args.JsonSave({"step": step, "update": update, "format": FORMAT}),
             ),
         )
 
     def restore(self, step: int, abstract_state, abstract_metrics=None) -> Restored:
+        """The checkpoint of ``step`` in the structure of ``abstract_state``; format 1 is converted."""
         args = self._ocp.args
-        items = {"state": args.StandardRestore(_restore_target(abstract_state)), "meta": args.JsonRestore()}
+        meta = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))["meta"]
+        saved_format = int(meta.get("format", 1))
+        if saved_format not in (1, FORMAT):
+            raise ValueError(
+                f"checkpoint {self._path(step)} has format {saved_format}; this shapo_jax reads 1 and {FORMAT}")
+        name = _leaf_name if saved_format == FORMAT else _format_1_name(abstract_state)
+        items = {"state": args.StandardRestore(_restore_target(abstract_state, name)), "meta": args.JsonRestore()}
         if abstract_metrics is not None:
             items["update_metrics"] = args.StandardRestore(_restore_target(abstract_metrics))
         restored = self._manager.restore(step, args=args.Composite(**items))
         metrics = None if abstract_metrics is None else _unsaveable(abstract_metrics, restored["update_metrics"])
         meta = restored["meta"]
-        return Restored(int(meta["step"]), int(meta["update"]), _unsaveable(abstract_state, restored["state"]), metrics)
+        state = _unsaveable(abstract_state, restored["state"], name)
+        return Restored(int(meta["step"]), int(meta["update"]), state, metrics)
 
     def restore_latest(self, abstract_state, abstract_metrics=None, log=print) -> Optional[Restored]:
         """The newest checkpoint that restores; unreadable ones are reported and set aside."""

@@ -27,8 +27,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 SEED_AXIS = "seed"
 ENV_AXIS = "env"
-# Fields of ``TrainState`` with a per-environment axis after the seed axis: [seeds, envs, ...].
-ENV_BATCHED_FIELDS = ("env_state", "initial_env_state", "tracker")
 
 
 class MeshError(ValueError):
@@ -100,14 +98,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def state_shardings(mesh: Mesh, abstract_state) -> Any:
-    """Shardings for a vmapped ``TrainState``: [seeds, ...] leaves by seed, [seeds, envs, ...] by both."""
+    """Shardings for a vmapped ``TrainState``: every leaf by seed, and the env runner's
+    ``[seeds, envs, ...]`` leaves by seed and env."""
     by_seed = seed_sharding(mesh)
     by_seed_and_env = NamedSharding(mesh, PartitionSpec(SEED_AXIS, ENV_AXIS))
-    fields = {
-        name: jax.tree.map(lambda _, s=(by_seed_and_env if name in ENV_BATCHED_FIELDS else by_seed): s, value)
-        for name, value in abstract_state._asdict().items()
-    }
-    return type(abstract_state)(**fields)
+    shardings = jax.tree.map(lambda _: by_seed, abstract_state)
+    return shardings._replace(runner=jax.tree.map(lambda _: by_seed_and_env, abstract_state.runner))
 
 
 def put_global(host_tree, shardings) -> Any:

@@ -1,17 +1,24 @@
 """The trainer: ``make_train(config) -> train(key)``, the whole run as one pure function.
 
-Reading top to bottom follows the data of one update: collect a rollout (``rollout.py``),
-compute reward and cost advantages (``advantages.py``), update the Lagrange multiplier
-(``multipliers.py``), take the policy step of the algorithm (``algorithms/``) with the
-actor's gradient optionally passed through the SHAPO ``sharpness_aware`` transform, fit
-the critics, update the observation statistics, and emit metrics. ``train`` scans that
-update ``num_updates`` times, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds in a
-single compiled program; nothing per env step returns to Python.
+One update is a sequence of small pure functions, in the order the data flows:
+``collect`` a rollout (``rollout.py``), fold its finished episodes into the
+``episode_statistics``, compute reward and cost ``advantages`` (``advantages.py``),
+``update_multiplier`` (``multipliers.py``), take the algorithm's ``policy_step``
+(``algorithms/``; the actor's gradient optionally through the SHAPO ``sharpness_aware``
+transform), fit the critics, ``advance_normalizer``, ``keep_last_finite``, and emit
+``update_metrics``. Each takes the run's static ``Pieces`` first; ``make_trainer`` only
+builds those and wires the functions. ``train`` scans the update ``num_updates`` times, so
+``jax.jit(jax.vmap(train))(keys)`` trains many seeds in a single compiled program; nothing
+per env step returns to Python.
+
+``TrainState`` nests what the learner learns, what the env runner carries and the episode
+statistics, so sharding (``distributed.py``) and checkpoints address subtrees.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -29,32 +36,49 @@ from shapo_jax.algorithms.critics import fit_critics
 from shapo_jax.config import TrainConfig, apply_preset, validate
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
-from shapo_jax.rollout import CostWindow, EpisodeTracker, Transition, collect_rollout
-from shapo_jax.sharpness import sharpness_aware
+from shapo_jax.rollout import CostWindow, EpisodeTracker, FinishedEpisodes, Transition, collect_rollout
 
 Metrics = dict[str, jax.Array]
 ProgressFn = Callable[[Metrics], None]
 
 
-class TrainState(NamedTuple):
-    """Everything one seed's training carries from update to update."""
+class Learner(NamedTuple):
+    """What the updates learn: networks, their optimizer states, the multiplier, the statistics."""
 
     actor_params: Any
     critic_params: Any  # {"reward": ..., "cost": ...}
-    actor_optimizer_state: optax.OptState
+    actor_optimizer_state: Any  # the algorithm's policy-step state (PolicyStep.init)
     critic_optimizer_state: optax.OptState
     multiplier_state: Any  # LagrangeState or PIDState; .multiplier is lambda
     # Brax's RunningStatisticsState (--observation-normalization update) or Gymnasium's
-    # normalization.RunningMeanStd (step), which has then seen the current env_state.obs
+    # normalization.RunningMeanStd (step), which has then seen the current env states' obs
     normalizer: Any
+
+
+class EnvRunner(NamedTuple):
+    """The vectorised envs between updates; every leaf has a leading [num_envs] axis."""
+
     env_state: State
-    initial_env_state: State
-    tracker: EpisodeTracker
+    initial_env_state: State  # where an env restarts when its episode ends
+    tracker: EpisodeTracker  # the episode in progress in each env
+
+
+class EpisodeStatistics(NamedTuple):
+    """What the finished episodes said so far (per seed, no env axis)."""
+
     episode_return: jax.Array  # mean return of the latest finished episodes
     episode_cost: jax.Array  # mean cost of the latest finished episodes
     constraint_cost: jax.Array  # the constraint signal of the latest update (see --cost-window)
     cost_window: CostWindow  # the last --cost-window episode costs (size 0 when 0)
     total_cost: jax.Array  # cost paid during all of training so far
+
+
+class TrainState(NamedTuple):
+    """Everything one seed's training carries from update to update."""
+
+    learner: Learner
+    runner: EnvRunner
+    episodes: EpisodeStatistics
     env_steps: jax.Array
     update: jax.Array
     failed_update: jax.Array  # -1, or the first update whose result was not finite
@@ -102,6 +126,337 @@ def resolve_redraw_resets(config: TrainConfig) -> bool:
     return shapo_envs.get_spec(config.env).redraw_resets
 
 
+@dataclasses.dataclass(frozen=True)
+class Pieces:
+    """The static parts of a run, which the update's functions close over (nothing traced)."""
+
+    config: TrainConfig  # validated, preset applied
+    env: Env
+    algorithm: Algorithm
+    actor: GaussianActor
+    critic: Critic
+    critic_optimizer: optax.GradientTransformation
+    cost_limit: float
+    episode_length: int
+    redraw_resets: bool
+
+    @property
+    def per_step(self) -> bool:
+        """Per-step statistics (Gymnasium's NormalizeObservation): the rollout normalises and
+        stores normalised observations, so the update must not normalise them again."""
+        return self.config.normalize_observations and self.config.observation_normalization == "step"
+
+
+def make_pieces(config: TrainConfig, env: Optional[Env] = None) -> Pieces:
+    """Validates ``config`` (preset applied) and builds the run's static parts."""
+    config = validate(apply_preset(config), shapo_envs.list_envs())
+    cost_limit, episode_length = resolve_task(config)
+    env = env if env is not None else shapo_envs.make_env(config.env)
+    critic_optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
+    )
+    return Pieces(
+        config, env, get_algorithm(config.algo),
+        GaussianActor(config.hidden_sizes, env.action_size, config.initialization),
+        Critic(config.hidden_sizes, config.initialization),
+        critic_optimizer, cost_limit, episode_length, resolve_redraw_resets(config),
+    )
+
+
+# --- Acting -------------------------------------------------------------------------------
+
+
+def normalize(pieces: Pieces, normalizer, observation):
+    if not pieces.config.normalize_observations:
+        return observation
+    if pieces.per_step:
+        return normalization.normalize(normalizer, observation)
+    return running_statistics.normalize(observation, normalizer)
+
+
+def sample(pieces: Pieces, actor_params, normalized_observation, key):
+    mean, log_std = pieces.actor.apply(actor_params, normalized_observation)
+    action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return action, gaussian_log_prob(mean, log_std, action), mean
+
+
+def act(pieces: Pieces, actor_params, normalizer, observation, key):
+    """A sample of the Gaussian policy on normalised observations, its log-prob, and the mean."""
+    return sample(pieces, actor_params, normalize(pieces, normalizer, observation), key)
+
+
+def policy_for(pieces: Pieces, learner: Learner):
+    if pieces.per_step:  # the rollout hands the policy observations it normalised
+        return lambda observation, key: sample(pieces, learner.actor_params, observation, key)[:2]
+    return lambda observation, key: act(pieces, learner.actor_params, learner.normalizer, observation, key)[:2]
+
+
+# --- Initial state ------------------------------------------------------------------------
+
+
+def init_normalizer(pieces: Pieces, env_state: State, key: jax.Array):
+    """Brax's empty statistics; per step, Gymnasium's after the released code's two resets of
+    its vector env (seeded in its env factory, then again in ``main``), the second being the
+    env states training starts from."""
+    observation_size = pieces.env.observation_size
+    if not pieces.per_step:
+        return running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32))
+    first_reset = jax.vmap(pieces.env.reset)(jax.random.split(key, pieces.config.num_envs))
+    statistics = normalization.update(normalization.RunningMeanStd.zeros(observation_size), first_reset.obs)
+    return normalization.update(statistics, env_state.obs)
+
+
+def init(pieces: Pieces, seed_key: jax.Array, rho: Optional[jax.Array] = None) -> TrainState:
+    config = pieces.config
+    actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
+    normalizer_key = jax.random.fold_in(env_key, 1)
+    dummy = jnp.zeros((1, pieces.env.observation_size))
+    actor_params = pieces.actor.init(actor_key, dummy)
+    critic_params = {"reward": pieces.critic.init(reward_key, dummy), "cost": pieces.critic.init(cost_key, dummy)}
+    env_state = jax.vmap(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
+    zero = jnp.zeros((), jnp.float32)
+    learner = Learner(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        actor_optimizer_state=pieces.algorithm.make_policy_step(config, pieces.actor.apply, 0.0).init(actor_params),
+        critic_optimizer_state=pieces.critic_optimizer.init(critic_params),
+        multiplier_state=pieces.algorithm.multiplier.init(config),
+        normalizer=init_normalizer(pieces, env_state, normalizer_key),
+    )
+    return TrainState(
+        learner=learner,
+        runner=EnvRunner(env_state, env_state, EpisodeTracker.zeros(config.num_envs)),
+        episodes=EpisodeStatistics(zero, zero, zero, CostWindow.zeros(config.cost_window), zero),
+        env_steps=jnp.zeros((), jnp.int32),
+        update=jnp.zeros((), jnp.int32),
+        failed_update=jnp.full((), -1, jnp.int32),
+        seed_key=key_data(seed_key),
+        rho=jnp.asarray(config.perturbation_radius if rho is None else rho, jnp.float32),
+        key=key,
+    )
+
+
+# --- One update, step by step -------------------------------------------------------------
+
+
+class Collected(NamedTuple):
+    runner: EnvRunner
+    transitions: Transition  # time-major [unroll_length, num_envs, ...]
+    finished: FinishedEpisodes
+    observation_statistics: Any  # per step: the statistics after the rollout, else None
+    cost_window: Optional[CostWindow]  # with --cost-window: the window after the rollout
+
+
+def collect(pieces: Pieces, state: TrainState, key: jax.Array) -> Collected:
+    """num_envs x unroll_length steps with the current stochastic policy. Envs whose episode
+    ends restart from initial_env_state, drawn anew here if asked (one reset per env per
+    update, instead of one per env step)."""
+    config = pieces.config
+    initial_env_state = state.runner.initial_env_state
+    if pieces.redraw_resets:
+        reset_keys = jax.random.split(jax.random.fold_in(key, 1), config.num_envs)
+        initial_env_state = jax.vmap(pieces.env.reset)(reset_keys)
+    rollout = collect_rollout(
+        pieces.env, policy_for(pieces, state.learner), state.runner.env_state,
+        initial_env_state, state.runner.tracker, key, config.unroll_length, pieces.episode_length, pieces.cost_limit,
+        observation_statistics=state.learner.normalizer if pieces.per_step else None,
+        cost_window=state.episodes.cost_window if config.cost_window else None,
+    )
+    runner = EnvRunner(rollout.env_state, initial_env_state, rollout.tracker)
+    return Collected(runner, rollout.transitions, rollout.finished, rollout.observation_statistics, rollout.cost_window)
+
+
+def constraint_signal(pieces: Pieces, episodes: EpisodeStatistics, finished: FinishedEpisodes, episode_cost):
+    """The cost the multiplier, CPO's constraint value and CRPO's switch see, and whether the
+    multiplier moves this update (None: always).
+
+    --cost-window 0: this update's mean episode cost (the previous one if none ended).
+    K > 0, the released code's ``logger.get_stats("Metrics/EpCost")`` (trpo_pid.py, cpo.py,
+    crpo.py @1bb7704): the mean, over this update's episode ends, of the mean cost of the last
+    K episodes at each end; 0.0 while the logger has no EpCost column, i.e. until an update
+    begins with an episode finished; and NaN when none ends in the update, on which its PID
+    keeps its state (here every multiplier does, and CPO/CRPO keep the previous signal).
+    """
+    if not pieces.config.cost_window:
+        return episode_cost, None
+    any_finished = finished.count > 0
+    seen_before = episodes.cost_window.count > 0
+    window_mean = finished.window_cost_sum / jnp.maximum(finished.count, 1.0)
+    signal = jnp.where(seen_before, jnp.where(any_finished, window_mean, episodes.constraint_cost), 0.0)
+    return signal, any_finished | ~seen_before
+
+
+def episode_statistics(pieces: Pieces, episodes: EpisodeStatistics, collected: Collected):
+    """The statistics after this rollout, and whether the multiplier moves (None: always)."""
+    finished = collected.finished
+    any_finished = finished.count > 0
+    safe_count = jnp.maximum(finished.count, 1.0)
+    episode_return = jnp.where(any_finished, finished.return_sum / safe_count, episodes.episode_return)
+    episode_cost = jnp.where(any_finished, finished.cost_sum / safe_count, episodes.episode_cost)
+    constraint_cost, multiplier_moves = constraint_signal(pieces, episodes, finished, episode_cost)
+    new = EpisodeStatistics(
+        episode_return=episode_return,
+        episode_cost=episode_cost,
+        constraint_cost=constraint_cost,
+        cost_window=episodes.cost_window if collected.cost_window is None else collected.cost_window,
+        total_cost=episodes.total_cost + collected.transitions.cost.sum(),
+    )
+    return new, multiplier_moves
+
+
+class Advantages(NamedTuple):
+    observation: jax.Array  # normalised, [T, num_envs, obs]
+    reward_advantage: jax.Array  # raw GAE, [T, num_envs]
+    reward_target: jax.Array
+    cost_advantage: jax.Array
+    cost_target: jax.Array
+
+
+def advantages(pieces: Pieces, learner: Learner, transitions: Transition) -> Advantages:
+    """Reward and cost advantages and value targets (GAE, truncations bootstrapped), time-major."""
+    config = pieces.config
+    if pieces.per_step:  # normalised in the rollout, each with its step's statistics
+        observation, next_observation = transitions.observation, transitions.next_observation
+    else:
+        observation = normalize(pieces, learner.normalizer, transitions.observation)
+        next_observation = normalize(pieces, learner.normalizer, transitions.next_observation)
+
+    def for_signal(critic_params, signal):
+        values = pieces.critic.apply(critic_params, observation)
+        next_values = pieces.critic.apply(critic_params, next_observation)
+        return gae.generalized_advantage_estimation(
+            signal, values, next_values, transitions.termination, transitions.episode_end,
+            config.gamma, config.gae_lambda,
+        )
+
+    reward_advantage, reward_target = for_signal(learner.critic_params["reward"], transitions.reward)
+    cost_advantage, cost_target = for_signal(learner.critic_params["cost"], transitions.cost)
+    return Advantages(observation, reward_advantage, reward_target, cost_advantage, cost_target)
+
+
+def update_multiplier(pieces: Pieces, multiplier_state, constraint_cost, moves: Optional[jax.Array]):
+    """The multiplier rule on the constraint signal, first (as the paper's code does); held
+    where ``moves`` is False."""
+    new = pieces.algorithm.multiplier.update(multiplier_state, constraint_cost, pieces.cost_limit, pieces.config)
+    if moves is None:
+        return new
+    return jax.tree.map(lambda updated, old: jnp.where(moves, updated, old), new, multiplier_state)
+
+
+def flat(x: jax.Array) -> jax.Array:
+    """[T, N, ...] -> [T*N, ...]."""
+    return x.reshape((-1,) + x.shape[2:])
+
+
+def policy_step(pieces: Pieces, learner: Learner, collected: Collected, estimates: Advantages,
+                multiplier, constraint_cost, rho, key):
+    """The algorithm's objective and policy step (SHAPO inside it); returns the new actor
+    params, its step state, the diagnostics and the flat batch."""
+    reward_advantage, cost_advantage = gae.standardize(estimates.reward_advantage), gae.center(estimates.cost_advantage)
+    advantage = pieces.algorithm.objective(
+        reward_advantage, cost_advantage, multiplier, constraint_cost, pieces.cost_limit, pieces.config)
+    transitions = collected.transitions
+    batch = PolicyBatch(
+        flat(estimates.observation), flat(transitions.action), flat(transitions.log_prob), flat(advantage))
+    constraint = Constraint(flat(cost_advantage), constraint_cost - pieces.cost_limit)
+    step = pieces.algorithm.make_policy_step(pieces.config, pieces.actor.apply, rho).step
+    actor_params, actor_state, diagnostics = step(
+        learner.actor_params, learner.actor_optimizer_state, batch, constraint, key)
+    return actor_params, actor_state, diagnostics, batch
+
+
+def fit_critics_of(pieces: Pieces, learner: Learner, batch: PolicyBatch, estimates: Advantages, key):
+    config = pieces.config
+    return fit_critics(
+        pieces.critic.apply, pieces.critic_optimizer, learner.critic_params, learner.critic_optimizer_state,
+        batch.observation, flat(estimates.reward_target), flat(estimates.cost_target), key,
+        config.update_epochs, config.num_minibatches, config.critic_l2,
+    )
+
+
+def advance_normalizer(pieces: Pieces, normalizer, collected: Collected):
+    """Observation statistics, updated after the update that used them (per step: in the
+    rollout, already)."""
+    if pieces.per_step:
+        return collected.observation_statistics
+    if pieces.config.normalize_observations:
+        return running_statistics.update(normalizer, collected.transitions.observation)
+    return normalizer
+
+
+def keep_last_finite(state: TrainState, new_state: TrainState, finite: jax.Array) -> TrainState:
+    """Never continue silently on NaNs: keep the last finite state and record where it broke."""
+    ok = finite & (state.failed_update < 0)
+    failed_update = jnp.where((state.failed_update < 0) & ~finite, state.update + 1, state.failed_update)
+    kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    return kept._replace(failed_update=failed_update)
+
+
+def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, episodes: EpisodeStatistics,
+                   collected: Collected, multiplier, diagnostics: Metrics) -> Metrics:
+    """The update's scalars: what was measured in its rollout, and the steps' diagnostics."""
+    finished, transitions = collected.finished, collected.transitions
+    any_finished = finished.count > 0
+    safe_count = jnp.maximum(finished.count, 1.0)
+    return {
+        "update": new_state.update,
+        "env_steps": new_state.env_steps,
+        "episode_return": episodes.episode_return,
+        "episode_cost": episodes.episode_cost,
+        "constraint_cost": episodes.constraint_cost,
+        "episodes_finished": finished.count,
+        "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
+        "total_cost": new_state.episodes.total_cost,
+        "cost_limit": jnp.asarray(pieces.cost_limit, jnp.float32),
+        "multiplier": multiplier,
+        "rho": state.rho,
+        "step_reward": transitions.reward.mean(),
+        "step_cost": transitions.cost.mean(),
+        "failed_update": new_state.failed_update,
+        "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
+        **diagnostics,
+    }
+
+
+def update(pieces: Pieces, state: TrainState, rho, progress_fn: Optional[ProgressFn] = None):
+    """One update: collect, statistics, advantages, multiplier, policy step, critics,
+    normaliser, keep-last-finite, metrics."""
+    rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
+    collected = collect(pieces, state, rollout_key)
+    episodes, multiplier_moves = episode_statistics(pieces, state.episodes, collected)
+    estimates = advantages(pieces, state.learner, collected.transitions)
+    multiplier_state = update_multiplier(
+        pieces, state.learner.multiplier_state, episodes.constraint_cost, multiplier_moves)
+    multiplier = multiplier_state.multiplier
+    actor_params, actor_state, actor_diagnostics, batch = policy_step(
+        pieces, state.learner, collected, estimates, multiplier, episodes.constraint_cost, rho, policy_key)
+    critic_params, critic_state, critic_diagnostics = fit_critics_of(
+        pieces, state.learner, batch, estimates, policy_key)
+    diagnostics = {**actor_diagnostics, **critic_diagnostics}
+    learner = Learner(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        actor_optimizer_state=actor_state,
+        critic_optimizer_state=critic_state,
+        multiplier_state=multiplier_state,
+        normalizer=advance_normalizer(pieces, state.learner.normalizer, collected),
+    )
+    new_state = state._replace(
+        learner=learner,
+        runner=collected.runner,
+        episodes=episodes,
+        env_steps=state.env_steps + pieces.config.num_envs * pieces.config.unroll_length,
+        update=state.update + 1,
+        key=next_key,
+    )
+    finite = all_finite((actor_params, critic_params, diagnostics, multiplier))
+    new_state = keep_last_finite(state, new_state, finite)
+    metrics = update_metrics(pieces, state, new_state, episodes, collected, multiplier, diagnostics)
+    if progress_fn is not None:
+        jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})
+    return new_state, metrics
+
+
 def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Trainer:
     """Builds the pure functions of a run; validates ``config`` first (nothing compiles here).
 
@@ -112,249 +467,28 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
       env: an env to use instead of ``make_env(config.env)`` (its task defaults still
         come from the registry entry ``config.env``).
     """
-    config = validate(apply_preset(config), shapo_envs.list_envs())
-    cost_limit, episode_length = resolve_task(config)
-    redraw_resets = resolve_redraw_resets(config)
-    env = env if env is not None else shapo_envs.make_env(config.env)
-    algorithm: Algorithm = get_algorithm(config.algo)
+    pieces = make_pieces(config, env)
+    config = pieces.config
 
-    actor = GaussianActor(config.hidden_sizes, env.action_size, config.initialization)
-    critic = Critic(config.hidden_sizes, config.initialization)
-    critic_optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
-    )
-    observation_size = env.observation_size
-    num_envs, unroll_length = config.num_envs, config.unroll_length
-
-    # Per-step statistics (Gymnasium's NormalizeObservation): the rollout normalises and
-    # stores normalised observations, so the update must not normalise them again.
-    per_step = config.normalize_observations and config.observation_normalization == "step"
-
-    def normalize(normalizer, observation):
-        if not config.normalize_observations:
-            return observation
-        if per_step:
-            return normalization.normalize(normalizer, observation)
-        return running_statistics.normalize(observation, normalizer)
-
-    def init_normalizer(env_state: State, key: jax.Array):
-        """Brax's empty statistics; per step, Gymnasium's after the released code's two
-        resets of its vector env (seeded in its env factory, then again in ``main``), the
-        second being the env states training starts from."""
-        if not per_step:
-            return running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32))
-        first_reset = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-        statistics = normalization.update(normalization.RunningMeanStd.zeros(observation_size), first_reset.obs)
-        return normalization.update(statistics, env_state.obs)
-
-    def init(seed_key: jax.Array, rho: Optional[jax.Array] = None) -> TrainState:
-        actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
-        normalizer_key = jax.random.fold_in(env_key, 1)
-        dummy = jnp.zeros((1, observation_size))
-        actor_params = actor.init(actor_key, dummy)
-        critic_params = {"reward": critic.init(reward_key, dummy), "cost": critic.init(cost_key, dummy)}
-        env_state = jax.vmap(env.reset)(jax.random.split(env_key, num_envs))
-        zero = jnp.zeros((), jnp.float32)
-        return TrainState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            actor_optimizer_state=algorithm.make_policy_step(config, actor.apply, 0.0).init(actor_params),
-            critic_optimizer_state=critic_optimizer.init(critic_params),
-            multiplier_state=algorithm.multiplier.init(config),
-            normalizer=init_normalizer(env_state, normalizer_key),
-            env_state=env_state,
-            initial_env_state=env_state,
-            tracker=EpisodeTracker.zeros(num_envs),
-            episode_return=zero,
-            episode_cost=zero,
-            constraint_cost=zero,
-            cost_window=CostWindow.zeros(config.cost_window),
-            total_cost=zero,
-            env_steps=jnp.zeros((), jnp.int32),
-            update=jnp.zeros((), jnp.int32),
-            failed_update=jnp.full((), -1, jnp.int32),
-            seed_key=key_data(seed_key),
-            rho=jnp.asarray(config.perturbation_radius if rho is None else rho, jnp.float32),
-            key=key,
-        )
-
-    def sample(actor_params, normalized_observation, key):
-        mean, log_std = actor.apply(actor_params, normalized_observation)
-        action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        return action, gaussian_log_prob(mean, log_std, action), mean
-
-    def act(actor_params, normalizer, observation, key):
-        """A sample of the Gaussian policy on normalised observations, its log-prob, and the mean."""
-        return sample(actor_params, normalize(normalizer, observation), key)
-
-    def policy_for(actor_params, normalizer):
-        if per_step:  # the rollout hands the policy observations it normalised
-            return lambda observation, key: sample(actor_params, observation, key)[:2]
-        return lambda observation, key: act(actor_params, normalizer, observation, key)[:2]
-
-    def advantages_of(state: TrainState, transitions: Transition):
-        """Reward and cost advantages and value targets, time-major [T, num_envs]."""
-        if per_step:  # normalised in the rollout, each with its step's statistics
-            observation, next_observation = transitions.observation, transitions.next_observation
-        else:
-            observation = normalize(state.normalizer, transitions.observation)
-            next_observation = normalize(state.normalizer, transitions.next_observation)
-
-        def for_signal(critic_params, signal):
-            values = critic.apply(critic_params, observation)
-            next_values = critic.apply(critic_params, next_observation)
-            return gae.generalized_advantage_estimation(
-                signal, values, next_values, transitions.termination, transitions.episode_end,
-                config.gamma, config.gae_lambda,
-            )
-
-        reward_advantage, reward_target = for_signal(state.critic_params["reward"], transitions.reward)
-        cost_advantage, cost_target = for_signal(state.critic_params["cost"], transitions.cost)
-        return observation, reward_advantage, reward_target, cost_advantage, cost_target
-
-    def constraint_signal(state: TrainState, finished, episode_cost):
-        """The cost the multiplier, CPO's constraint value and CRPO's switch see, and whether
-        the multiplier moves this update (None: always).
-
-        --cost-window 0: this update's mean episode cost (the previous one if none ended).
-        K > 0, the released code's ``logger.get_stats("Metrics/EpCost")`` (trpo_pid.py,
-        cpo.py, crpo.py @1bb7704): the mean, over this update's episode ends, of the mean
-        cost of the last K episodes at each end; 0.0 while the logger has no EpCost column,
-        i.e. until an update begins with an episode finished; and NaN when none ends in the
-        update, on which its PID keeps its state (here every multiplier does, and CPO/CRPO
-        keep the previous signal).
-        """
-        if not config.cost_window:
-            return episode_cost, None
-        any_finished = finished.count > 0
-        seen_before = state.cost_window.count > 0
-        window_mean = finished.window_cost_sum / jnp.maximum(finished.count, 1.0)
-        signal = jnp.where(seen_before, jnp.where(any_finished, window_mean, state.constraint_cost), 0.0)
-        return signal, any_finished | ~seen_before
-
-    def update_with_radius(state: TrainState, rho) -> tuple[TrainState, Metrics]:
-        rollout_key, policy_key, next_key = jax.random.split(state.key, 3)
-
-        # 1. Rollout: num_envs x unroll_length steps with the current stochastic policy. Envs
-        #    whose episode ends restart from initial_env_state, drawn anew here if asked (one
-        #    reset per env per update, instead of one per env step).
-        initial_env_state = state.initial_env_state
-        if redraw_resets:
-            reset_keys = jax.random.split(jax.random.fold_in(rollout_key, 1), num_envs)
-            initial_env_state = jax.vmap(env.reset)(reset_keys)
-        rollout = collect_rollout(
-            env, policy_for(state.actor_params, state.normalizer), state.env_state,
-            initial_env_state, state.tracker, rollout_key, unroll_length, episode_length, cost_limit,
-            observation_statistics=state.normalizer if per_step else None,
-            cost_window=state.cost_window if config.cost_window else None,
-        )
-        env_state, tracker, transitions, finished = rollout[:4]
-        any_finished = finished.count > 0
-        safe_count = jnp.maximum(finished.count, 1.0)
-        episode_return = jnp.where(any_finished, finished.return_sum / safe_count, state.episode_return)
-        episode_cost = jnp.where(any_finished, finished.cost_sum / safe_count, state.episode_cost)
-        constraint_cost, multiplier_moves = constraint_signal(state, finished, episode_cost)
-
-        # 2. Advantages for reward and cost (GAE, truncations bootstrapped).
-        observation, reward_advantage, reward_target, cost_advantage, cost_target = advantages_of(state, transitions)
-
-        # 3. Multiplier first, from the constraint signal (as the paper's code does).
-        multiplier_state = algorithm.multiplier.update(state.multiplier_state, constraint_cost, cost_limit, config)
-        if multiplier_moves is not None:
-            multiplier_state = jax.tree.map(
-                lambda new, old: jnp.where(multiplier_moves, new, old), multiplier_state, state.multiplier_state)
-        multiplier = multiplier_state.multiplier
-        reward_advantage, cost_advantage = gae.standardize(reward_advantage), gae.center(cost_advantage)
-        advantage = algorithm.objective(reward_advantage, cost_advantage, multiplier, constraint_cost, cost_limit, config)
-
-        # 4. The algorithm's policy step (SHAPO inside it), then the critics.
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # [T, N, ...] -> [T*N, ...]
-        batch = PolicyBatch(flat(observation), flat(transitions.action), flat(transitions.log_prob), flat(advantage))
-        constraint = Constraint(flat(cost_advantage), constraint_cost - cost_limit)
-        actor_params, actor_state, actor_diagnostics = algorithm.make_policy_step(config, actor.apply, rho).step(
-            state.actor_params, state.actor_optimizer_state, batch, constraint, policy_key
-        )
-        critic_params, critic_state, critic_diagnostics = fit_critics(
-            critic.apply, critic_optimizer, state.critic_params, state.critic_optimizer_state,
-            batch.observation, flat(reward_target), flat(cost_target), policy_key,
-            config.update_epochs, config.num_minibatches, config.critic_l2,
-        )
-        diagnostics = {**actor_diagnostics, **critic_diagnostics}
-
-        # 5. Observation statistics, updated after the update that used them (per step: in
-        #    the rollout, already).
-        normalizer = rollout.observation_statistics if per_step else state.normalizer
-        if config.normalize_observations and not per_step:
-            normalizer = running_statistics.update(normalizer, transitions.observation)
-
-        rollout_cost = transitions.cost.sum()
-        new_state = state._replace(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            actor_optimizer_state=actor_state,
-            critic_optimizer_state=critic_state,
-            multiplier_state=multiplier_state,
-            normalizer=normalizer,
-            env_state=env_state,
-            initial_env_state=initial_env_state,
-            tracker=tracker,
-            episode_return=episode_return,
-            episode_cost=episode_cost,
-            constraint_cost=constraint_cost,
-            cost_window=state.cost_window if rollout.cost_window is None else rollout.cost_window,
-            total_cost=state.total_cost + rollout_cost,
-            env_steps=state.env_steps + num_envs * unroll_length,
-            update=state.update + 1,
-            key=next_key,
-        )
-
-        # 6. Never continue silently on NaNs: keep the last finite state and record where it broke.
-        finite = all_finite((actor_params, critic_params, diagnostics, multiplier))
-        ok = finite & (state.failed_update < 0)
-        failed_update = jnp.where(
-            (state.failed_update < 0) & ~finite, state.update + 1, state.failed_update
-        )
-        new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-        new_state = new_state._replace(failed_update=failed_update)
-
-        metrics = {
-            "update": new_state.update,
-            "env_steps": new_state.env_steps,
-            "episode_return": episode_return,
-            "episode_cost": episode_cost,
-            "constraint_cost": constraint_cost,
-            "episodes_finished": finished.count,
-            "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
-            "total_cost": new_state.total_cost,
-            "cost_limit": jnp.asarray(cost_limit, jnp.float32),
-            "multiplier": multiplier,
-            "rho": state.rho,
-            "step_reward": transitions.reward.mean(),
-            "step_cost": transitions.cost.mean(),
-            "failed_update": failed_update,
-            "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
-            **diagnostics,
-        }
-        if progress_fn is not None:
-            jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})
-        return new_state, metrics
-
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+    def update_at_config_radius(state: TrainState) -> tuple[TrainState, Metrics]:
         """One update with the config's radius as a compile-time constant, so that a zero
         radius compiles to exactly the base algorithm's program."""
-        return update_with_radius(state, config.perturbation_radius)
+        return update(pieces, state, config.perturbation_radius, progress_fn)
 
     def update_at_own_radius(state: TrainState) -> tuple[TrainState, Metrics]:
-        return update_with_radius(state, state.rho)
+        return update(pieces, state, state.rho, progress_fn)
 
     def train(key: jax.Array, rho: Optional[jax.Array] = None) -> TrainOutput:
         """Trains one seed; ``rho`` overrides the config's radius (vmap over it for a sweep)."""
-        state = init(key, rho)
-        step = update if rho is None else update_at_own_radius
+        state = init(pieces, key, rho)
+        step = update_at_config_radius if rho is None else update_at_own_radius
         state, metrics = jax.lax.scan(lambda s, _: step(s), state, None, config.num_updates)
         return TrainOutput(state, metrics)
 
-    return Trainer(config, env, cost_limit, episode_length, init, act, update, train, update_at_own_radius)
+    return Trainer(
+        config, pieces.env, pieces.cost_limit, pieces.episode_length, functools.partial(init, pieces),
+        functools.partial(act, pieces), update_at_config_radius, train, update_at_own_radius,
+    )
 
 
 def make_train(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Callable[[jax.Array], TrainOutput]:

@@ -70,7 +70,7 @@ def difference(a: dict, b: dict) -> dict:
 
 def compare(a: dict, b: dict) -> dict:
     """``difference`` over the whole state, and over the network parameters alone."""
-    parameters = lambda state: {k: v for k, v in state.items() if k.startswith(("actor_params", "critic_params"))}
+    parameters = lambda state: {k: v for k, v in state.items() if k.startswith(("learner.actor_params", "learner.critic_params"))}
     return {**difference(a, b), "max_parameter_difference": difference(parameters(a), parameters(b))["max_difference"]}
 
 

@@ -54,7 +54,8 @@ def summary(metrics: dict, actor_params, critic_params) -> dict:
 def run_case(name: str):
     trainer = make_trainer(case_config(name))
     output = jax.block_until_ready(jax.jit(trainer.train)(seed_keys(0, 1)[0]))
-    return summary(jax.device_get(output.metrics), output.state.actor_params, output.state.critic_params)
+    return summary(jax.device_get(output.metrics), output.state.learner.actor_params,
+                   output.state.learner.critic_params)
 
 
 @pytest.mark.parametrize(

@@ -237,7 +237,7 @@ def train(config: TrainConfig, num_seeds: int = 2):
 def test_zero_radius_shapo_is_the_base_trust_region_algorithm_bit_for_bit(algo):
     base = train(TrainConfig(**TINY, algo=algo, geometry="fisher"))
     shapo = train(SharpnessWithZeroRadius(**TINY, algo=algo, geometry="fisher"))
-    for a, b in zip(jax.tree.leaves(base.state.actor_params), jax.tree.leaves(shapo.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(base.state.learner.actor_params), jax.tree.leaves(shapo.state.learner.actor_params)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -254,7 +254,7 @@ def check_trains(algo: str, variant: str):
     assert np.all(metrics["failed_update"] == -1)
     assert all(np.all(np.isfinite(v)) for v in metrics.values())
     initial = make_trainer(config).init(seed_keys(0, 2)[0]).actor_params  # seed 0's starting actor
-    moved = [not np.array_equal(a[0], b) for a, b in zip(jax.tree.leaves(output.state.actor_params),
+    moved = [not np.array_equal(a[0], b) for a, b in zip(jax.tree.leaves(output.state.learner.actor_params),
                                                           jax.tree.leaves(initial))]
     assert any(moved), "the policy step changed the actor"
     if variant != "none":

@@ -221,3 +221,37 @@ def test_a_finished_run_saves_its_final_policy_beside_its_checkpoints(finished_r
     for a, b in zip(jax.tree.leaves(saved.policy), jax.tree.leaves(policy_of(last))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert load_policy(str(out / "checkpoints"), policy_of(abstract)) is None  # no file: None
+
+
+def test_a_format_1_checkpoint_of_a_flat_state_restores_into_the_nested_state(tmp_path):
+    """Checkpoints written before ``TrainState`` nested its learner, runner and episode
+    statistics (format 1: those fields at the top level, no "format" in the meta) convert."""
+    import orbax.checkpoint as ocp
+
+    from shapo_jax.checkpoint import checkpoint_dir, host_copy
+
+    config = small_config(tmp_path)
+    trainer = make_trainer(config)
+    keys = seed_keys(config.seed, config.num_seeds)
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    state = state._replace(update=state.update + 3)  # a value init would not give
+    nested = host_copy(state)
+    parts = ("learner", "runner", "episodes")
+    flat = {name.split(".", 1)[1] if name.split(".")[0] in parts else name: value for name, value in nested.items()}
+    assert "learner.actor_params.params.MLP_0.Dense_0.kernel" in nested
+    assert "actor_params.params.MLP_0.Dense_0.kernel" in flat and "env_state.obs" in flat and "total_cost" in flat
+    os.makedirs(checkpoint_dir(str(tmp_path)))
+    manager = ocp.CheckpointManager(checkpoint_dir(str(tmp_path)), options=ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=False, create=False))
+    manager.save(384, args=ocp.args.Composite(state=ocp.args.StandardSave(flat),
+                                              meta=ocp.args.JsonSave({"step": 384, "update": 3})))
+    manager.close()
+
+    abstract = jax.eval_shape(jax.vmap(trainer.init), keys)
+    restored = Checkpoints(str(tmp_path)).restore_latest(abstract)
+    assert (restored.step, restored.update) == (384, 3)
+    assert jax.tree.structure(restored.state) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored.state)):
+        if jax.numpy.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -224,7 +224,7 @@ def compare_base_arm(algo: str):
     swept = jax.jit(jax.vmap(shapo), compiler_options=FAST_COMPILE)(
         jnp.concatenate([keys, keys]), jnp.asarray([0.0, 0.0, radius, radius]))
     base = jax.jit(jax.vmap(make_train(TrainConfig(**TINY, algo=algo))), compiler_options=FAST_COMPILE)(keys)
-    for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(base.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(base.state.learner.actor_params)):
         np.testing.assert_allclose(np.asarray(a)[:2], np.asarray(b), rtol=1e-5, atol=1e-7)
         assert not np.allclose(np.asarray(a)[2:], np.asarray(b), rtol=1e-5, atol=1e-7)
     assert np.all(np.asarray(swept.metrics["perturbation_norm"])[:2] == 0)

@@ -145,8 +145,8 @@ def test_cost_window_signal_and_pid_follow_the_released_logger():
     trainer = make_trainer(config, env=LengthsEnv())
     state = trainer.init(jax.random.PRNGKey(0))
     ids = jnp.arange(num_envs, dtype=jnp.float32)
-    env_state = state.env_state.replace(info={**state.env_state.info, "id": ids})
-    state = state._replace(env_state=env_state, initial_env_state=env_state)
+    env_state = state.runner.env_state.replace(info={**state.runner.env_state.info, "id": ids})
+    state = state._replace(runner=state.runner._replace(env_state=env_state, initial_env_state=env_state))
     update = jax.jit(trainer.update)
     reference = ReleasedSignal(3, 0.5)
     ends = lengths_episode_ends(num_envs, unroll * updates)
@@ -194,8 +194,8 @@ def test_per_step_rollout_stores_observations_normalised_as_the_vector_env_retur
     trainer = make_trainer(config, env=LengthsEnv())
     state = trainer.init(jax.random.PRNGKey(0))
     ids = jnp.arange(num_envs, dtype=jnp.float32)  # episodes of 3, 4 (time-out), 4, 4 steps
-    env_state = state.env_state.replace(info={**state.env_state.info, "id": ids})
-    state = state._replace(env_state=env_state, initial_env_state=env_state)
+    env_state = state.runner.env_state.replace(info={**state.runner.env_state.info, "id": ids})
+    state = state._replace(runner=state.runner._replace(env_state=env_state, initial_env_state=env_state))
     reference = GymRunningMeanStd(2)
     reference.normalize(np.zeros((num_envs, 2)))  # the two resets (every reset observation is 0 here)
     reference.normalize(np.zeros((num_envs, 2)))
@@ -205,8 +205,8 @@ def test_per_step_rollout_stores_observations_normalised_as_the_vector_env_retur
         policy_inputs.append(observation)
         return jnp.zeros((observation.shape[0], 1)), jnp.zeros(observation.shape[0])
 
-    rollout = collect_rollout(trainer.env, policy, state.env_state, state.initial_env_state, state.tracker,
-                              jax.random.PRNGKey(1), unroll, 4, observation_statistics=state.normalizer)
+    rollout = collect_rollout(trainer.env, policy, state.runner.env_state, state.runner.initial_env_state, state.runner.tracker,
+                              jax.random.PRNGKey(1), unroll, 4, observation_statistics=state.learner.normalizer)
     observation = np.zeros((num_envs, 2))
     count = np.zeros(num_envs)
     expected_obs, expected_next = [], []
@@ -233,14 +233,14 @@ def test_per_step_statistics_start_from_the_released_codes_two_reset_batches():
                          total_steps=8 * 16 * 2, episode_length=8, observation_normalization="step")
     trainer = make_trainer(config)
     state = trainer.init(jax.random.PRNGKey(0))
-    np.testing.assert_allclose(float(state.normalizer.count), 2 * 8 + 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(state.learner.normalizer.count), 2 * 8 + 1e-4, rtol=1e-6)
     reference = GymRunningMeanStd(trainer.env.observation_size)
     first_reset = jax.vmap(trainer.env.reset)(jax.random.split(jax.random.fold_in(
         jax.random.split(jax.random.PRNGKey(0), 5)[3], 1), 8))
     reference.normalize(np.asarray(first_reset.obs, np.float64))
-    reference.normalize(np.asarray(state.env_state.obs, np.float64))
-    np.testing.assert_allclose(np.asarray(state.normalizer.mean), reference.mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(state.normalizer.var), reference.var, rtol=1e-4, atol=1e-6)
+    reference.normalize(np.asarray(state.runner.env_state.obs, np.float64))
+    np.testing.assert_allclose(np.asarray(state.learner.normalizer.mean), reference.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(state.learner.normalizer.var), reference.var, rtol=1e-4, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------
@@ -315,8 +315,8 @@ def test_resume_from_a_checkpoint_is_bit_for_bit_with_the_released_setup_on(tmp_
     for _ in range(2):
         state, _ = update(state)
         restored, _ = update(restored)
-    assert int(np.asarray(state.cost_window.count).min()) > 0
-    np.testing.assert_allclose(np.asarray(state.normalizer.count), 2 * 8 + 4 * 8 * 16 + 1e-4, rtol=1e-6)
+    assert int(np.asarray(state.episodes.cost_window.count).min()) > 0
+    np.testing.assert_allclose(np.asarray(state.learner.normalizer.count), 2 * 8 + 4 * 8 * 16 + 1e-4, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
@@ -343,17 +343,17 @@ for num_devices in (1, 2):
     update = jax.jit(jax.vmap(trainer.update), in_shardings=(sharding,), out_shardings=(sharding, distributed.replicated(mesh)))
     for _ in range(3):
         state, _ = update(state)
-    assert len(state.env_state.obs.sharding.device_set) == num_devices
+    assert len(state.runner.env_state.obs.sharding.device_set) == num_devices
     finals.append(jax.device_get(state))
 one, two = finals
 for name in ("mean", "var", "count"):
-    np.testing.assert_allclose(getattr(two.normalizer, name), getattr(one.normalizer, name), rtol=1e-5, atol=1e-6)
-np.testing.assert_array_equal(two.cost_window.costs, one.cost_window.costs)
-np.testing.assert_array_equal(two.cost_window.count, one.cost_window.count)
-np.testing.assert_allclose(two.constraint_cost, one.constraint_cost, rtol=1e-6)
-for a, b in zip(jax.tree.leaves(one.actor_params), jax.tree.leaves(two.actor_params)):
+    np.testing.assert_allclose(getattr(two.learner.normalizer, name), getattr(one.learner.normalizer, name), rtol=1e-5, atol=1e-6)
+np.testing.assert_array_equal(two.episodes.cost_window.costs, one.episodes.cost_window.costs)
+np.testing.assert_array_equal(two.episodes.cost_window.count, one.episodes.cost_window.count)
+np.testing.assert_allclose(two.episodes.constraint_cost, one.episodes.constraint_cost, rtol=1e-6)
+for a, b in zip(jax.tree.leaves(one.learner.actor_params), jax.tree.leaves(two.learner.actor_params)):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-print("OK", float(one.normalizer.count[0]), one.cost_window.count.tolist())
+print("OK", float(one.learner.normalizer.count[0]), one.episodes.cost_window.count.tolist())
 """
 
 

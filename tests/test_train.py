@@ -54,7 +54,7 @@ def test_metrics_have_one_value_per_update_and_seed():
 def test_same_key_same_numbers_different_keys_differ():
     config = TrainConfig(**TINY)
     first, again = run(config, seed=3), run(config, seed=3)
-    for a, b in zip(jax.tree.leaves(first.state.actor_params), jax.tree.leaves(again.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(first.state.learner.actor_params), jax.tree.leaves(again.state.learner.actor_params)):
         np.testing.assert_array_equal(a, b)
     returns = np.asarray(first.metrics["step_reward"])
     assert not np.array_equal(returns[0], returns[1]), "two seeds of one run must differ"
@@ -66,7 +66,7 @@ def test_same_key_same_numbers_different_keys_differ():
 def test_zero_radius_through_the_transform_is_the_base_algorithm_bit_for_bit(geometry):
     base = run(TrainConfig(**TINY, geometry=geometry))
     through_transform = run(SharpnessWithZeroRadius(**TINY, geometry=geometry))
-    for a, b in zip(jax.tree.leaves(base.state.actor_params), jax.tree.leaves(through_transform.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(base.state.learner.actor_params), jax.tree.leaves(through_transform.state.learner.actor_params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(base.metrics["total_cost"], through_transform.metrics["total_cost"])
 
@@ -77,7 +77,7 @@ def test_positive_radius_changes_training():
     norms = np.asarray(shapo.metrics["perturbation_norm"])
     np.testing.assert_allclose(norms, 0.05, rtol=1e-4)
     differs = [not np.array_equal(a, b) for a, b in
-               zip(jax.tree.leaves(base.state.actor_params), jax.tree.leaves(shapo.state.actor_params))]
+               zip(jax.tree.leaves(base.state.learner.actor_params), jax.tree.leaves(shapo.state.learner.actor_params))]
     assert any(differs)
 
 
@@ -97,7 +97,7 @@ def test_critics_are_unchanged_by_the_sharpness_step_at_update_one():
     one_update = dict(TINY, total_steps=8 * 16)
     base = run(TrainConfig(**one_update))
     shapo = run(TrainConfig(**one_update, rho=0.1))
-    for a, b in zip(jax.tree.leaves(base.state.critic_params), jax.tree.leaves(shapo.state.critic_params)):
+    for a, b in zip(jax.tree.leaves(base.state.learner.critic_params), jax.tree.leaves(shapo.state.learner.critic_params)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -108,7 +108,7 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_finite_state():
     output = jax.block_until_ready(jax.jit(trainer.train)(seed_keys(0, 1)[0]))
     assert int(output.state.failed_update) == 2
     assert int(output.state.update) == 1, "the state after the last finite update is kept"
-    finite = [bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(output.state.actor_params)]
+    finite = [bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(output.state.learner.actor_params)]
     assert all(finite)
 
 
@@ -152,9 +152,9 @@ def test_vmap_over_radii_matches_separate_runs():
     base = jax.jit(make_train(TrainConfig(**TINY)))(key)
     shapo = jax.jit(train)(key)
     np.testing.assert_allclose(swept.metrics["perturbation_norm"][1], 0.1, rtol=1e-4)
-    for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(base.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(base.state.learner.actor_params)):
         np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(swept.state.actor_params), jax.tree.leaves(shapo.state.actor_params)):
+    for a, b in zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(shapo.state.learner.actor_params)):
         np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-6)
 
 
@@ -164,7 +164,7 @@ def test_reset_states_are_redrawn_each_update_only_when_asked(redraw):
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     after_one, _ = jax.jit(trainer.update)(state)
     after_two, _ = jax.jit(trainer.update)(after_one)
-    starts = [np.asarray(s.initial_env_state.info["position"]) for s in (state, after_one, after_two)]
+    starts = [np.asarray(s.runner.initial_env_state.info["position"]) for s in (state, after_one, after_two)]
     if redraw:  # a new start per env at every update, all inside PointHazard's start box
         assert not np.allclose(starts[0], starts[1]) and not np.allclose(starts[1], starts[2])
         assert np.all(np.abs(starts[2] - np.asarray([-1.0, 0.0])) <= 0.1)

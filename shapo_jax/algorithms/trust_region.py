@@ -315,7 +315,8 @@ def trpo_policy_step(config: TrainConfig, actor_apply: ActorApply, rho) -> Polic
 
     def step(params, sharpness_state, batch: PolicyBatch, constraint: Constraint, key: jax.Array):
         del constraint, key  # the multiplier or CRPO's switch is already in batch.advantage
-        params, sharpness_state, diagnostics = trpo_step(settings, actor_apply, sharpness, params, sharpness_state, batch)
+        params, sharpness_state, diagnostics = trpo_step(
+            settings, actor_apply, sharpness, params, sharpness_state, batch)
         return params, sharpness_state, {**sharpness_diagnostics(sharpness_state), **diagnostics}
 
     return PolicyStep(init, step)
