@@ -1,6 +1,7 @@
 """The paper's experiment grid in one command: each base algorithm against SHAPO on each task.
 
-Grid (paper.md section 4): tasks SafetyPointGoal1, SafetyPointButton1, SafetyAntFall and
+Grid (montrealrobotics/shapo@1bb7704 README: the paper's tasks and algorithms): tasks
+SafetyPointGoal1, SafetyPointButton1, SafetyAntFall and
 SafetyWalker2dFall; algorithms trpo_pid (the paper's PIDLag), cpo and crpo; each with and
 without SHAPO (Fisher geometry, target KL 1e-5, the released code's README setting), all other
 settings the ``paper`` preset (20 envs x 1000 steps per update, 10M steps, cost limit 10). The

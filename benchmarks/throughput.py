@@ -126,7 +126,8 @@ def _ratio_summary(pairs: list[tuple[float, float]]) -> dict:
 
 
 def fisher_settings(config, target_kl: float) -> dict:
-    """What Fisher SHAPO and the TRPO step ran with (paper.md section 2), and how F v was formed."""
+    """What Fisher SHAPO and the TRPO step ran with (montrealrobotics/shapo@1bb7704 shapo.py
+    ``compute_shapo_gradients_actor``), and how F v was formed."""
     from shapo_jax import fisher, sharpness
 
     return {

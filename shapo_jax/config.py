@@ -190,7 +190,8 @@ class TrainConfig:
 
 
 PAPER_PRESET = dict(
-    # The released SHAPO code's defaults (../shared/paper.md, section 4): 20k steps per update,
+    # The released SHAPO code's defaults (montrealrobotics/shapo@1bb7704 safepo/utils/config.py
+    # ``single_agent_args`` and its README's commands): 20k steps per update,
     # 10M steps, 64-64 tanh networks, trust region 0.01, GAE 0.95, PID 0.1/0.01/0.01 from
     # lambda 0.001, cost limit 10, critics fitted 10 epochs in minibatches of ~128 (125 here,
     # so that they divide 20k) with Adam 1e-3, L2 0.001 and gradient clip 40.

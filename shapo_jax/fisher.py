@@ -118,7 +118,8 @@ def conjugate_gradient_with_product(
 
     The released code normalises its steps by ``xᵀ A x`` computed with one more
     ``matvec`` after CG (SHAPO's ``compute_shapo_gradients_actor`` and SafePO's
-    TRPO step, paper.md section 2). CG's residual recurrence ``r ← r − α A p``
+    TRPO step: montrealrobotics/shapo@1bb7704 safepo/single_agent/shapo.py
+    ``conjugate_gradients``). CG's residual recurrence ``r ← r − α A p``
     with ``x ← x + α p`` keeps ``r = b − A x`` for any step sizes ``α`` (SafePO's
     ``eps`` included), so ``A x = b − r`` is the same vector, without the pass
     through the network. The two agree to float32 round-off (about 1e-7
@@ -174,7 +175,8 @@ def hvp_of_kl(
     ``θ -> KL(π₀ ‖ π_θ)`` at ``θ = θ₀`` is the Fisher information of ``π_θ₀``
     (Schulman et al. 2015, appendix C), so ``F v`` costs one forward-over-reverse
     pass and ``F`` is never formed. The product is evaluated at ``params`` (the
-    unperturbed parameters in SHAPO, paper.md section 2 step 5).
+    unperturbed parameters in SHAPO: montrealrobotics/shapo@1bb7704 shapo.py
+    ``compute_shapo_gradients_actor``).
 
     The linearisation of ``jax.grad(kl_fn_of_params)`` at ``params`` is computed
     once (``jax.linearize``, i.e. ``jax.jvp`` of ``jax.grad`` with its primal

@@ -66,7 +66,8 @@ def mean_policy_kl(actor_apply: ActorApply, reference_params, params, observatio
     """Mean over batch *and* action dimensions of KL(pi_reference || pi_params).
 
     The paper's code takes torch ``kl_divergence(Normal, Normal).mean()``, which averages
-    over action dimensions as well; this fixes what a given target KL means (paper.md 6.5).
+    over action dimensions as well; this fixes what a given target KL means
+    (montrealrobotics/shapo@1bb7704 shapo.py ``fvp``: ``kl_divergence(...).mean()``).
     """
     mean_ref, log_std_ref = actor_apply(reference_params, observation)
     mean, log_std = actor_apply(params, observation)

@@ -90,7 +90,7 @@ def pid_update(
     delta = J_c - limit;  I <- max(0, I + K_i delta);  P <- EMA(delta);  C <- EMA(J_c)
     D = max(0, C - C[d_delay updates ago]);  lambda = max(0, K_p P + I + K_d D)
     and lambda = initial_multiplier when the PID output is negative while delta > 0
-    (../shared/paper.md, section 1).
+    (montrealrobotics/shapo@1bb7704 safepo/common/lagrange.py ``PIDLagrangian``).
     """
     cost = jnp.asarray(mean_episode_cost, jnp.float32)
     delta = cost - cost_limit

@@ -93,7 +93,8 @@ def gaussian_kl(mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array, log_
     """KL(p || q) of diagonal Gaussians per action dimension (not summed).
 
     The paper's code averages this over batch *and* action dimensions (torch
-    ``kl_divergence(...).mean()``), which the callers do; see ../shared/paper.md, section 6.5.
+    ``kl_divergence(...).mean()``), which the callers do; see montrealrobotics/shapo@1bb7704
+    shapo.py ``fvp`` and ``compute_kl_constrained_perturbation``.
     """
     variance_ratio = jnp.exp(2.0 * (log_std_p - log_std_q))
     mean_term = (mean_p - mean_q) ** 2 * jnp.exp(-2.0 * log_std_q)

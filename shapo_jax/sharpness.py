@@ -22,13 +22,15 @@ PyTree = Any
 GEOMETRIES = ("euclidean", "fisher")
 
 # Backtracking of the Fisher perturbation, as in SHAPO's released code
-# (paper.md section 2 step 3): scales 1, 0.8, ..., 0.8**9; the first whose mean
+# (montrealrobotics/shapo@1bb7704 shapo.py ``compute_kl_constrained_perturbation``): scales 1,
+# 0.8, ..., 0.8**9; the first whose mean
 # KL is within the radius is accepted, otherwise 0.1 is used without a check.
 BACKTRACK_FACTOR = 0.8
 MAX_BACKTRACKS = 10
 FALLBACK_SCALE = 0.1
 
-# Added to x^T F~ x before the square root (paper.md section 2 step 2).
+# Added to x^T F~ x before the square root (montrealrobotics/shapo@1bb7704 shapo.py
+# ``compute_natural_gradient_direction``).
 FISHER_NORM_EPSILON = 1e-8
 
 # Value of `SharpnessAwareState.kl` when no `kl_fn` was given. A KL is never
@@ -84,7 +86,8 @@ def sharpness_aware(
       ``ε = ρ g / ‖g‖₂`` with the global L2 norm over the pytree (``ε = 0`` when
       ``g = 0``).
     * ``geometry="fisher"`` (Fisher SAM, Kim et al. 2022; SHAPO's released code,
-      paper.md section 2): ``x = (F + λI)⁻¹ g`` by ``cg_iters`` conjugate-gradient
+      montrealrobotics/shapo@1bb7704 shapo.py ``compute_natural_gradient_direction``): ``x = (F
+      + λI)⁻¹ g`` by ``cg_iters`` conjugate-gradient
       steps with damping ``λ``, and ``ε = ρ x / sqrt(xᵀ F̃ x + 1e-8)`` where
       ``F̃ = F + λI``. ``xᵀ F̃ x`` is the released code's normaliser
       (``ε = sqrt(2δ / (xᵀF̃x + 1e-8)) x``), not ``gᵀx``, which equals it only
@@ -192,8 +195,7 @@ def sharpness_aware(
 
         perturbed_grads = grad_fn(_add_in_dtype_of(params, perturbation))
         # With a zero radius the incoming gradient is returned untouched, so that
-        # SHAPO with rho = 0 is the base algorithm bit for bit (paper.md section 6
-        # item 9).
+        # SHAPO with rho = 0 is the base algorithm bit for bit (tests/test_sharpness.py).
         new_updates = jax.tree.map(
             lambda perturbed, plain: jnp.where(
                 radius > 0, perturbed.astype(plain.dtype), plain),
@@ -229,8 +231,9 @@ def _fisher_perturbation(
 ) -> tuple[PyTree, PyTree]:
     """Fisher-SAM ascent step ``ρ x / sqrt(xᵀF̃x + 1e-8)``, ``x = CG(F̃, g)``.
 
-    Follows SHAPO's released ``compute_shapo_gradients_actor`` (paper.md section
-    2 steps 1-2); damping is added here, once, to the undamped ``fvp_fn``. The
+    Follows SHAPO's released ``compute_shapo_gradients_actor`` and
+    ``compute_natural_gradient_direction`` (montrealrobotics/shapo@1bb7704
+    safepo/single_agent/shapo.py); damping is added here, once, to the undamped ``fvp_fn``. The
     released code's extra product ``F̃ x`` for the normaliser is read off CG's
     residual (``F̃ x = g − r``, equal to round-off), so ``fvp_fn`` is called
     ``cg_iters`` times.
@@ -258,7 +261,8 @@ def _backtrack(
 ) -> tuple[jax.Array, jax.Array]:
     """First scale ``s`` in ``1, 0.8, …, 0.8⁹`` with ``kl_fn(θ + s ε) <= δ``.
 
-    As in SHAPO's released code (paper.md section 2 step 3), if none passes the
+    As in SHAPO's released code (montrealrobotics/shapo@1bb7704 shapo.py
+    ``compute_kl_constrained_perturbation``), if none passes the
     scale is 0.1, accepted without a check. Written as a ``lax.while_loop`` over
     the candidate scales with the fallback as an eleventh, always-accepted
     candidate, so it stops at the first accepted scale, needs no Python control

@@ -121,7 +121,8 @@ def test_trpo_step_stays_in_the_trust_region_and_improves_the_surrogate():
 
 def reference_trpo_step(config, actor, sharpness, sharpness_state, params, batch):
     """TRPO (+ SHAPO) written plainly: F v as the Hessian-vector product of mean_policy_kl, one
-    more product for x^T F~ x, and a forward pass for every loss and KL (paper.md section 2)."""
+    more product for x^T F~ x, and a forward pass for every loss and KL
+    (montrealrobotics/shapo@1bb7704 shapo.py ``compute_shapo_gradients_actor``)."""
     kl = lambda p: mean_policy_kl(actor.apply, params, p, batch.observation)
     fvp = hvp_of_kl(kl, params)
     damped = lambda v: tree_add_scaled(fvp(v), config.damping, v)

@@ -49,7 +49,8 @@ def test_throughput_requires_out():
 
 def test_throughput_targets_and_fisher_settings():
     """The paper's setting (TRPO-PID with Fisher SHAPO) and PPO's Fisher SHAPO have targets, and
-    the JSON records what Fisher SHAPO ran with (paper.md section 2)."""
+    the JSON records what Fisher SHAPO ran with (montrealrobotics/shapo@1bb7704 shapo.py
+    ``compute_shapo_gradients_actor``)."""
     from shapo_jax.config import PAPER_PRESET, TrainConfig
 
     throughput = load("throughput")

@@ -2,7 +2,8 @@
 
 Regression of V(s) on its GAE targets by Adam over epochs of shuffled minibatches, plus
 an optional L2 penalty on the weights (the paper's code: 0.001). SHAPO never touches the
-critics (../shared/paper.md, section 2).
+critics (montrealrobotics/shapo@1bb7704 safepo/single_agent/trpo_pid.py, the critic loop of
+``main``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ where systems are solved. ``x^T F~ x`` is read off CG's residual rather than fro
 product, and each line-search candidate costs one forward pass for everything it checks.
 With SHAPO, the gradient is replaced by the ``sharpness_aware`` gradient at the perturbed
 parameters, and the transform gets this same Fisher-vector product; the line search and
-every KL check stay at the unperturbed parameters (../shared/paper.md, section 2).
+every KL check stay at the unperturbed parameters (montrealrobotics/shapo@1bb7704
+safepo/single_agent/trpo_pid.py ``main`` and shapo.py ``compute_shapo_gradients_actor``).
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ class TrustRegionGeometry(NamedTuple):
 def geometry_at(actor_apply, params, observation: jax.Array, damping: float) -> TrustRegionGeometry:
     """The policy's KL and Fisher at ``params`` on ``observation``, linearised once.
 
-    The KL is ``losses.mean_policy_kl``'s (mean over batch and action dimensions, paper.md
-    section 2 step 1), with the reference distribution taken from the linearisation instead
+    The KL is ``losses.mean_policy_kl``'s (mean over batch and action dimensions, as
+    montrealrobotics/shapo@1bb7704 shapo.py ``fvp``), with the reference distribution taken from
+    the linearisation instead
     of a forward pass per call; its Hessian at ``params`` is ``fisher.gaussian_fisher``'s.
     """
     distribution = lambda p: actor_apply(p, observation)
