@@ -254,7 +254,7 @@ def check_trains(algo: str, variant: str):
     metrics = jax.tree.map(np.asarray, output.metrics)
     assert np.all(metrics["failed_update"] == -1)
     assert all(np.all(np.isfinite(v)) for v in metrics.values())
-    initial = make_trainer(config).init(seed_keys(0, 2)[0]).actor_params  # seed 0's starting actor
+    initial = make_trainer(config).init(seed_keys(0, 2)[0]).learner.actor_params  # seed 0's starting actor
     moved = [not np.array_equal(a[0], b) for a, b in zip(jax.tree.leaves(output.state.learner.actor_params),
                                                           jax.tree.leaves(initial))]
     assert any(moved), "the policy step changed the actor"
