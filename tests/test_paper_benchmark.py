@@ -217,16 +217,20 @@ TINY = dict(env="PointHazard", num_envs=8, unroll_length=16, num_minibatches=2, 
 
 def compare_base_arm(algo: str):
     """The script's program (seeds x {rho 0, Fisher target KL 1e-5}, rho traced) against the base
-    algorithm compiled on its own: the rho = 0 runs are the base runs, the others differ."""
+    algorithm compiled on its own: the rho = 0 runs are the base runs up to float32 round-off (two
+    programs that XLA compiles apart: <= 7e-8 on jax 0.9.2, <= 2e-6 on jax 0.10.2 after 2 updates),
+    the SHAPO runs differ far beyond it (~1e-3)."""
     keys = seed_keys(0, 2)
     radius = math.sqrt(2 * 1e-5)
     shapo = make_train(TrainConfig(**TINY, algo=algo, geometry="fisher", perturbation_target_kl=1e-5))
     swept = jax.jit(jax.vmap(shapo), compiler_options=FAST_COMPILE)(
         jnp.concatenate([keys, keys]), jnp.asarray([0.0, 0.0, radius, radius]))
     base = jax.jit(jax.vmap(make_train(TrainConfig(**TINY, algo=algo))), compiler_options=FAST_COMPILE)(keys)
-    for a, b in zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(base.state.learner.actor_params)):
-        np.testing.assert_allclose(np.asarray(a)[:2], np.asarray(b), rtol=1e-5, atol=1e-7)
-        assert not np.allclose(np.asarray(a)[2:], np.asarray(b), rtol=1e-5, atol=1e-7)
+    pairs = list(zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(base.state.learner.actor_params)))
+    base_gap = max(float(np.max(np.abs(np.asarray(a)[:2] - np.asarray(b)))) for a, b in pairs)
+    shapo_gap = max(float(np.max(np.abs(np.asarray(a)[2:] - np.asarray(b)))) for a, b in pairs)
+    assert base_gap <= 1e-5, base_gap
+    assert shapo_gap > 20 * max(base_gap, 1e-7), (shapo_gap, base_gap)
     assert np.all(np.asarray(swept.metrics["perturbation_norm"])[:2] == 0)
     assert np.all(np.asarray(swept.metrics["perturbation_norm"])[2:] > 0)
 
