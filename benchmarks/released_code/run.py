@@ -46,7 +46,6 @@ import datetime
 import glob
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -91,14 +90,14 @@ runpy.run_path(script, run_name="__main__")
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+    """The CPU's model name, as ``cpu_peer/run.py`` (stdlib only) reads it for the SG figures."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "cpu_peer", "run.py")
+    spec = importlib.util.spec_from_file_location("cpu_peer_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cpu_model()
 
 
 def run_name(arm, seed):
