@@ -20,7 +20,9 @@
 #   bash benchmarks/gpu.sh --tiny      # the same commands at tiny sizes on any device, into
 #                                      # OUT_DIR (default a new temp dir): checks the script on CPU
 #                                      # (SCALE 10 and BUDGET_S 7200 by default: CPU compiles are slow)
-# PYTHON overrides the interpreter (default .venv/bin/python).
+# PYTHON overrides the interpreter (default .venv/bin/python); BRAX_PYTHON the one for Brax's PPO
+# (default benchmarks/brax_peer/.venv/bin/python; on a machine whose jax lacks
+# jax.device_put_replicated, brax_peer/run.py puts it back, so the same python can run both).
 set -uo pipefail  # no -e: one failed part must not lose the others
 
 mode=run
@@ -39,7 +41,7 @@ SCALE="${SCALE:-1}"
 ONLY="${ONLY:-}"
 NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
 SG_PY=benchmarks/cpu_peer/.venv/bin/python
-BRAX_PY=benchmarks/brax_peer/.venv/bin/python
+BRAX_PY="${BRAX_PYTHON:-benchmarks/brax_peer/.venv/bin/python}"
 
 # --- the device -----------------------------------------------------------------------------
 if [ "$mode" = tiny ]; then
@@ -95,6 +97,7 @@ if [ ! -x "$BRAX_PY" ] && [[ " $THROUGHPUT_SKIP " != *" brax "* ]]; then
 fi
 # shellcheck disable=SC2206  # a word list
 [ -n "$THROUGHPUT_SKIP" ] && THROUGHPUT_SIZES+=(--skip $THROUGHPUT_SKIP)
+[[ " $THROUGHPUT_SKIP " != *" brax "* ]] && THROUGHPUT_SIZES+=(--brax-python "$BRAX_PY")
 if [ -x "$SG_PY" ]; then SG_FLAGS=(--sg-python "$SG_PY" --sg-steps "$SG_STEPS"); else SG_FLAGS=(--no-sg); fi
 
 # --- running one part -------------------------------------------------------------------------

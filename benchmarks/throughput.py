@@ -336,7 +336,8 @@ def main(argv=None) -> int:
         peer = run_brax_peer(command, lambda: ours_after.append(run_ours("ppo_lag")))
         report["brax_peer"] = {
             "python": args.brax_python, "command": " ".join(command[1:]),
-            **{k: peer.get(k) for k in ("versions", "device", "lockstep", "date", "error") if k in peer},
+            **{k: peer.get(k) for k in ("versions", "device", "lockstep", "date", "error", "device_put_replicated_shim")
+               if k in peer},
         }
         brax_times = peer.get("epoch_s", [])
         if "error" in peer or len(brax_times) < 3:

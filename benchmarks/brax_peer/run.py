@@ -67,6 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def restore_device_put_replicated(jax) -> bool:
+    """Gives jax >= 0.10 back ``jax.device_put_replicated`` (removed there), for Brax 0.14.2's PPO.
+
+    Replicating ``x`` onto ``devices`` is stacking one copy per device and sharding the new leading
+    axis over them: what the removed function returned and what ``jax.pmap`` takes. Where no venv of
+    the old pins can be made (a GPU machine with its own jax and no registry), this lets Brax's
+    trainer run unchanged; ``versions`` in the record says which jax it ran on.
+    """
+    if hasattr(jax, "device_put_replicated"):
+        return False
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    def device_put_replicated(x, devices):
+        sharding = NamedSharding(Mesh(np.array(devices), ("replica",)), PartitionSpec("replica"))
+        stack = lambda leaf: jax.numpy.stack([jax.numpy.asarray(leaf)] * len(devices))
+        return jax.device_put(jax.tree.map(stack, x), sharding)
+
+    jax.device_put_replicated = device_put_replicated
+    return True
+
+
 def emit(obj) -> None:
     print(json.dumps(obj), flush=True)
 
@@ -79,6 +101,7 @@ def main(argv=None) -> int:
 
     import flax.linen as nn
     import jax
+    shimmed = restore_device_put_replicated(jax)
     from brax.training.agents.ppo import networks as brax_networks
     from brax.training.agents.ppo import train as brax_ppo
 
@@ -122,6 +145,7 @@ def main(argv=None) -> int:
         "device": {"platform": dev.platform, "device_kind": dev.device_kind, "num_devices": jax.device_count(),
                    "host_cpus": os.cpu_count()},
         "env": args.env, "steps_per_epoch": steps, "lockstep": args.lockstep,
+        "device_put_replicated_shim": shimmed,
         "epoch_s": epoch_s,
         # Brax's setup before its first epoch (wrapping, pmapped reset compile, init), outside its timing
         "setup_s": first_progress[0] - start - epoch_s[0],
