@@ -184,10 +184,15 @@ def trainer_state(config, env: Env, keys: jax.Array, env_states: State):
     return state._replace(runner=runner), seconds
 
 
-def stacked_resets(reset_c, keys: jax.Array) -> State:
-    """States from a compiled single-env reset, stacked along a new leading axis."""
-    states = [reset_c(k) for k in keys]
-    return jax.block_until_ready(jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+def batched_reset(env: Env, keys: jax.Array) -> tuple[State, float]:
+    """``len(keys)`` reset states from one compiled ``vmap(env.reset)``, and its compile seconds.
+
+    One device call for the whole batch. Stacking single-env resets instead costs a dispatch per
+    env and a stack per leaf: on an H200, 256 SafetyPointGoal1 envs spent ~30 s outside compiling
+    and stepping that way, and 4096 did not finish within 268 s (benchmarks/README.md, GPU).
+    """
+    reset_c, seconds = compile_timed(jax.vmap(env.reset), keys)
+    return jax.block_until_ready(reset_c(keys)), seconds
 
 
 def device_label(device: dict) -> str:

@@ -1,7 +1,7 @@
 """Env-only throughput of the registered MJX tasks: steps/s of a jitted ``lax.scan`` of vmapped ``env.step``.
 
-For each task: one jitted single-env ``reset`` (its states stacked into the batch); for each
-batch size, one jitted scan of ``steps`` vmapped ``env.step`` calls whose actions are drawn
+For each task and batch size: one jitted vmapped ``reset`` (its compile time is
+``reset_compile_s``), then one jitted scan of ``steps`` vmapped ``env.step`` calls whose actions are drawn
 inside the scan (uniform in [-1, 1], or zeros with ``--actions zero``: random actions can push
 MJX's constraint solver to its iteration limit, which costs time). No auto-reset and no policy, so this is the simulator's ceiling.
 Compile time (trace + lower + XLA compile) is reported apart from run time; every timing ends
@@ -39,7 +39,7 @@ import shapo_envs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import header  # noqa: E402
+from _common import batched_reset, header  # noqa: E402
 
 SG_PYTHON = os.path.join(HERE, "cpu_peer", ".venv", "bin", "python")
 SG_RUN = os.path.join(HERE, "cpu_peer", "run.py")
@@ -53,14 +53,8 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t
 
 
-def batched_reset(reset_c, keys):
-    """``num_envs`` reset states from one compiled single-env reset (one compile per task, not per size)."""
-    states = [reset_c(k) for k in keys]
-    return jax.block_until_ready(jax.tree.map(lambda *xs: jp.stack(xs), *states))
-
-
-def bench(env, reset_c, num_envs: int, steps: int, actions: str, repeats: int, seed: int) -> dict:
-    """Compile and time ``steps`` batched steps of ``num_envs`` envs."""
+def bench(env, num_envs: int, steps: int, actions: str, repeats: int, seed: int) -> dict:
+    """Compile and time ``steps`` batched steps of ``num_envs`` envs (after one batched reset)."""
     step = jax.vmap(env.step)
     size = (num_envs, env.action_size)
 
@@ -75,7 +69,7 @@ def bench(env, reset_c, num_envs: int, steps: int, actions: str, repeats: int, s
         return state
 
     key_reset, key_act = jax.random.split(jax.random.PRNGKey(seed))
-    state = batched_reset(reset_c, jax.random.split(key_reset, num_envs))
+    state, reset_compile_s = batched_reset(env, jax.random.split(key_reset, num_envs))
 
     t = time.perf_counter()
     rollout_c = jax.jit(rollout).lower(state, key_act).compile()
@@ -89,6 +83,7 @@ def bench(env, reset_c, num_envs: int, steps: int, actions: str, repeats: int, s
         "num_envs": num_envs,
         "steps": steps,
         "actions": actions,
+        "reset_compile_s": round(reset_compile_s, 3),
         "compile_s": round(compile_s, 3),
         "first_run_s": round(first_run_s, 4),
         "run_s": [round(r, 4) for r in runs],
@@ -235,13 +230,10 @@ def main(argv=None) -> int:
             json.dump(report, f, indent=2)
 
     for name, env in envs.items():
-        t = time.perf_counter()
-        reset_c = jax.jit(env.reset).lower(jax.random.PRNGKey(0)).compile()
-        reset_compile_s = round(time.perf_counter() - t, 3)
         rows = []
         for n in args.num_envs:
-            row = {"env": name, "reset_compile_s": reset_compile_s,
-                   **bench(env, reset_c, n, args.steps, args.actions, args.repeats, args.seed)}
+            print(f"{name:28s} num_envs={n:5d}  compiling and running", file=sys.stderr, flush=True)
+            row = {"env": name, **bench(env, n, args.steps, args.actions, args.repeats, args.seed)}
             rows.append(row)
             report["results"].append(row)
             print(f"{name:28s} num_envs={n:5d}  {row['steps_per_s']:10.0f} steps/s  "

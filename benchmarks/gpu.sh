@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Every GPU figure in one run of at most 8 minutes on one GPU; JSON under benchmarks/results/
-# named by device (*_gpu_<kind>.json, kind from JAX's device_kind, e.g. nvidia_h200):
+# named by device (*_gpu_<kind>.json, kind from JAX's device_kind, e.g. nvidia_h200), in this order:
 #   1. env_throughput.py: navigation env-only at 4096 envs, SafetyPointGoal1, SafetyPointButton1,
 #      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
-#   2. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
-#   3. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
+#   2. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
 #      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes; Brax
-#      PPO runs in benchmarks/brax_peer/.venv, made with BRAX_PEER_CUDA=1 bash
-#      benchmarks/brax_peer/setup.sh, and is skipped when that venv is absent)
-#   4. scaling.py: 1024 and 4096 envs, 16 seeds x 256 envs
+#      PPO runs in BRAX_PYTHON, default benchmarks/brax_peer/.venv made with BRAX_PEER_CUDA=1 bash
+#      benchmarks/brax_peer/setup.sh, and is skipped when that python is absent)
+#   3. scaling.py: 4096 envs, 16 seeds x 256 envs
+#   4. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
-# SCALE (default 1), capped by what is left of BUDGET_S (default 470 s); a part that fails or
+# SCALE (default 1), capped by what is left of BUDGET_S (default 460 s); a part that fails or
 # times out is reported and the next one runs (the scripts write their JSON as they go, so
-# partial results survive). ONLY="paper_throughput scaling" runs just those parts, e.g. to
-# rerun one that timed out: ONLY=scaling SCALE=3 BUDGET_S=580 bash benchmarks/gpu.sh
+# partial results survive). A part whose JSON for this device kind is already in
+# benchmarks/results is skipped (REDO=1 measures it again): a lease is short (15 minutes here),
+# and on the first H200 run (2026-11-30) compiling took most of it (env-only Hopper at 4096 envs
+# 50 s, the paper preset's update 41 s), so each session measures what is still missing.
+# ONLY="paper_throughput scaling" runs just those parts, e.g. to rerun one that timed out:
+# ONLY=scaling SCALE=3 BUDGET_S=580 bash benchmarks/gpu.sh
+# On a machine whose Python has JAX with CUDA but no MuJoCo or Brax (the device tool's H200
+# image), benchmarks/gpu_wheels.sh says how to carry them.
 #
 #   bash benchmarks/gpu.sh             # on the GPU machine, from anywhere (JAX with CUDA: pip install -e '.[cuda12]')
 #   bash benchmarks/gpu.sh --dry-run   # print the commands, run nothing (no GPU needed)
@@ -36,7 +42,7 @@ esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 PY="${PYTHON:-.venv/bin/python}"
 if [ "$mode" = tiny ]; then BUDGET_S="${BUDGET_S:-7200}" SCALE="${SCALE:-10}"; fi
-BUDGET_S="${BUDGET_S:-470}"
+BUDGET_S="${BUDGET_S:-460}"
 SCALE="${SCALE:-1}"
 ONLY="${ONLY:-}"
 NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
@@ -83,8 +89,8 @@ else
   NAV_SIZES=(--num-envs 4096 --steps 100 --repeats 2)
   SG_STEPS=1000
   PAPER_SIZES=(--seeds 16 --updates 3)
-  THROUGHPUT_SIZES=(--num-envs 4096 --rounds 5)
-  SCALING_SIZES=(--num-envs 1024 4096 --seeds 16 --seed-envs 256 --repeats 3)
+  THROUGHPUT_SIZES=(--num-envs 4096 --rounds 3)
+  SCALING_SIZES=(--num-envs 4096 --seeds 16 --seed-envs 256 --repeats 3)
 fi
 if [ -z "${THROUGHPUT_SKIP+set}" ]; then
   THROUGHPUT_SKIP=fisher
@@ -100,14 +106,22 @@ fi
 [[ " $THROUGHPUT_SKIP " != *" brax "* ]] && THROUGHPUT_SIZES+=(--brax-python "$BRAX_PY")
 if [ -x "$SG_PY" ]; then SG_FLAGS=(--sg-python "$SG_PY" --sg-steps "$SG_STEPS"); else SG_FLAGS=(--no-sg); fi
 
+planned=0  # --dry-run: seconds the parts printed so far may take
 # --- running one part -------------------------------------------------------------------------
-part() {  # part NAME SECONDS COMMAND...: run under timeout, SECONDS x SCALE capped by what is left of BUDGET_S
-  local name=$1 secs=$(($2 * SCALE)); shift 2
+part() {  # part NAME SECONDS JSON COMMAND...: run under timeout, SECONDS x SCALE capped by what is left of BUDGET_S
+  local name=$1 secs=$(($2 * SCALE)) json=$3; shift 3
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  if [ "$mode" = run ] && [ -z "${REDO:-}" ] && [ -s "$json" ]; then
+    summary+=("$name: skipped, measured already in $json (REDO=1 measures it again)")
+    return
+  fi
   local left=$((BUDGET_S - SECONDS))
+  [ "$mode" = dry ] && left=$((BUDGET_S - planned))  # as if every earlier part ran to its timeout
   [ "$secs" -gt "$left" ] && secs=$left
   if [ "$mode" = dry ]; then
+    [ "$secs" -lt 20 ] && { echo "# $name: skipped, ${left}s of the ${BUDGET_S}s budget left"; return; }
     echo "timeout $secs $*"
+    planned=$((planned + secs))
     return
   fi
   if [ "$secs" -lt 20 ]; then
@@ -136,15 +150,18 @@ else
 fi
 
 # shellcheck disable=SC2086  # NAV_TASKS is a word list
-part navigation_jax 100 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" "${SG_FLAGS[@]}" \
+part navigation_jax 100 "$OUT/env_throughput_navigation_$suffix.json" \
+  "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" "${SG_FLAGS[@]}" \
   --out "$OUT/env_throughput_navigation_$suffix.json"
-part paper_throughput 170 "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" \
-  --out "$OUT/paper_throughput_$suffix.json"
-part throughput 110 "$PY" benchmarks/throughput.py "${THROUGHPUT_SIZES[@]}" --out "$OUT/throughput_$suffix.json"
-part scaling 80 "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
+part throughput 170 "$OUT/throughput_$suffix.json" \
+  "$PY" benchmarks/throughput.py "${THROUGHPUT_SIZES[@]}" --out "$OUT/throughput_$suffix.json"
+part scaling 120 "$OUT/scaling_$suffix.json" \
+  "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
+part paper_throughput 160 "$OUT/paper_throughput_$suffix.json" \
+  "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" --out "$OUT/paper_throughput_$suffix.json"
 if "$PY" benchmarks/env_throughput.py --help 2> /dev/null | grep -q -- --physics-impl; then
   # shellcheck disable=SC2086
-  part navigation_warp 90 "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" --no-sg \
+  part navigation_warp 90 "$OUT/env_throughput_navigation_warp_$suffix.json" "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" --no-sg \
     --physics-impl warp --out "$OUT/env_throughput_navigation_warp_$suffix.json"
 else
   summary+=("navigation_warp: skipped, env_throughput.py has no --physics-impl (make_env takes no physics_impl)")

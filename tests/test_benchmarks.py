@@ -210,6 +210,7 @@ def test_env_throughput_writes_sg_side_by_side(tmp_path, monkeypatch):
     rows = data["results"]
     assert [r["num_envs"] for r in rows] == [1, 4]
     for row in rows:
+        assert row["reset_compile_s"] > 0  # one vmapped reset compiled per batch size
         assert row["sg_steps_per_s"] == 400.0
         assert row["ratio_vs_sg"] == pytest.approx(row["steps_per_s"] / 400.0)
     sg = data["sg"]["PointHazard"]
@@ -291,6 +292,26 @@ def test_brax_peer_command_matches_our_ppo_lag():
     assert peer.hidden_sizes == [32, 16] and peer.learning_rate == 1e-3 and peer.max_grad_norm == 0.5
     assert (peer.entropy_cost, peer.discounting, peer.gae_lambda, peer.clipping_epsilon) == (
         base.entropy_coefficient, base.gamma, base.gae_lambda, base.clip_epsilon)
+
+
+def test_brax_peer_restores_device_put_replicated_as_jax_had_it():
+    """On a jax without ``device_put_replicated`` the peer adds one: a copy per device, stacked on a
+    new leading axis sharded over the devices (what Brax 0.14.2's pmapped trainer takes)."""
+    import types
+
+    import jax
+    import numpy as np
+
+    fake = types.SimpleNamespace(**{n: getattr(jax, n) for n in ("device_put", "numpy", "tree")})
+    assert load("brax_peer/run").restore_device_put_replicated(fake)
+    tree = {"w": np.arange(6.0).reshape(2, 3), "step": np.int32(4)}
+    devices = jax.local_devices()
+    out = fake.device_put_replicated(tree, devices)
+    assert out["w"].shape == (len(devices), 2, 3) and out["step"].shape == (len(devices),)
+    np.testing.assert_array_equal(out["w"][0], tree["w"])
+    assert out["step"].dtype == np.int32 and set(out["w"].devices()) == set(devices)
+    had = types.SimpleNamespace(device_put_replicated=print)
+    assert not load("brax_peer/run").restore_device_put_replicated(had) and had.device_put_replicated is print
 
 
 def test_run_brax_peer_times_ours_while_the_peer_waits(tmp_path):
