@@ -188,8 +188,9 @@ def batched_reset(env: Env, keys: jax.Array) -> tuple[State, float]:
     """``len(keys)`` reset states from one compiled ``vmap(env.reset)``, and its compile seconds.
 
     One device call for the whole batch. Stacking single-env resets instead costs a dispatch per
-    env and a stack per leaf: on an H200, 256 SafetyPointGoal1 envs spent ~30 s outside compiling
-    and stepping that way, and 4096 did not finish within 268 s (benchmarks/README.md, GPU).
+    env and a stack per leaf: on an H200 a 256-env SafetyPointGoal1 probe that way spent 44 s of its
+    56 s outside compiling and stepping (imports and GPU start included), and 4096 envs did not
+    finish within 268 s (benchmarks/README.md, GPU).
     """
     reset_c, seconds = compile_timed(jax.vmap(env.reset), keys)
     return jax.block_until_ready(reset_c(keys)), seconds
