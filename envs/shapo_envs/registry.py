@@ -1,14 +1,16 @@
 """The registry: one front door from a task name to a Brax ``Env`` that reports a cost.
 
 Every registered environment follows Brax's ``Env``/``State`` API and carries the per-step
-cost in ``state.info["cost"]``, shaped like ``state.reward``. The trainer reaches
-environments only through ``make_env``; users add their own with ``register``.
+cost in ``state.info["cost"]``, shaped like ``state.reward`` (one constraint), or
+``state.reward.shape + (m,)`` for a task registered with m cost limits (m constraints). The
+trainer reaches environments only through ``make_env``; users add their own with ``register``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,11 @@ class UnknownEnvError(ValueError):
 
 
 class EnvCostError(ValueError):
-    """Raised by ``make_env`` when a task's ``state.info`` has no ``cost`` shaped like the reward."""
+    """Raised by ``make_env`` when a task's ``state.info`` has no ``cost`` shaped like the reward
+    (plus a trailing axis of m for a task with m cost limits)."""
+
+
+CostLimit = Union[float, tuple[float, ...]]  # one limit, or one per constraint (m >= 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +36,9 @@ class EnvSpec:
     Attributes:
       name: the registered name.
       factory: ``factory(**kwargs) -> brax.envs.Env`` with ``cost`` in ``state.info``.
-      cost_limit: the default constraint threshold on the (undiscounted) episode cost.
+      cost_limit: the default constraint threshold on the (undiscounted) episode cost: a
+        float for a task with one constraint, a tuple of m floats for one whose cost has a
+        trailing axis of m constraints.
       episode_length: steps after which an episode is truncated (not terminated).
       description: one line for ``--help`` and the README table.
       redraw_resets: whether the trainer draws every env's reset state afresh at each update
@@ -40,10 +48,27 @@ class EnvSpec:
 
     name: str
     factory: Callable[..., Env]
-    cost_limit: float
+    cost_limit: CostLimit
     episode_length: int = 1000
     description: str = ""
     redraw_resets: bool = False
+
+    @property
+    def num_constraints(self) -> int:
+        """m: how many constraints the task's cost reports (1 for a scalar cost)."""
+        return len(self.cost_limit) if isinstance(self.cost_limit, tuple) else 1
+
+
+def cost_limits(value: Any, what: str) -> CostLimit:
+    """A float for one limit, a tuple of floats for several; ``ValueError`` (one line, naming
+    ``what``) unless each is a finite number >= 0. A sequence of one limit is one limit."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not values:
+        raise ValueError(f"{what} must be a number or a sequence of numbers, got an empty sequence")
+    for limit in values:
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit < 0:
+            raise ValueError(f"{what} must be finite numbers >= 0, got {value!r}")
+    return float(values[0]) if len(values) == 1 else tuple(float(limit) for limit in values)
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -54,7 +79,7 @@ def register(
     name: str,
     factory: Callable[..., Env],
     *,
-    cost_limit: float,
+    cost_limit: float | Sequence[float],
     episode_length: int = 1000,
     description: str = "",
     overwrite: bool = False,
@@ -64,7 +89,8 @@ def register(
 
     Any Brax ``Env`` (``reset``, ``step``, ``observation_size``, ``action_size``,
     ``backend``) can be registered if its ``reset`` and ``step`` put a ``cost`` array in
-    ``state.info``, shaped like ``state.reward`` (a scalar per env: the trainer vmaps).
+    ``state.info``, shaped like ``state.reward`` (a scalar per env: the trainer vmaps), or,
+    for a task with m constraints, ``state.reward.shape + (m,)`` with m limits given.
     The first ``make_env(name)`` checks that, with ``jax.eval_shape`` (nothing compiles),
     and raises ``EnvCostError`` naming the task if not. Episodes are ended by the trainer:
     at the env's ``done`` (termination) or after ``episode_length`` steps (truncation), so
@@ -77,7 +103,8 @@ def register(
     Args:
       name: the task name (``--env NAME``).
       factory: ``factory(**kwargs) -> Env``; ``make_env(name, **kwargs)`` calls it.
-      cost_limit: the default threshold on the mean (undiscounted) episode cost.
+      cost_limit: the default threshold on the mean (undiscounted) episode cost, or a
+        sequence of m thresholds, one per entry of a cost with a trailing axis of m.
       episode_length: steps after which an episode is truncated.
       description: one line for listings.
       overwrite: replace an existing task of that name instead of raising ``ValueError``.
@@ -93,11 +120,10 @@ def register(
         raise TypeError(f"the factory of {name!r} must be callable (factory(**kwargs) -> Env), got {factory!r}")
     if not overwrite and name in _REGISTRY:
         raise ValueError(f"environment {name!r} is already registered (pass overwrite=True to replace it)")
-    if not cost_limit >= 0:  # also rejects NaN
-        raise ValueError(f"cost_limit of {name!r} must be >= 0, got {cost_limit}")
+    cost_limit = cost_limits(cost_limit, f"cost_limit of {name!r}")
     if episode_length <= 0:
         raise ValueError(f"episode_length of {name!r} must be > 0, got {episode_length}")
-    spec = EnvSpec(name, factory, float(cost_limit), int(episode_length), description, bool(redraw_resets))
+    spec = EnvSpec(name, factory, cost_limit, int(episode_length), description, bool(redraw_resets))
     _REGISTRY[name] = spec
     _CHECKED.discard(name)
     return spec
@@ -122,7 +148,8 @@ def make_env(name: str, **kwargs: Any) -> Env:
     """Builds a registered task. Keyword arguments go to the task's factory.
 
     The first build of each task checks (abstractly, nothing compiles) that ``reset`` and
-    ``step`` put a ``cost`` shaped like the reward in ``state.info``; ``EnvCostError`` if not.
+    ``step`` put a ``cost`` shaped like the reward (plus ``(m,)`` for m limits) in
+    ``state.info``; ``EnvCostError`` if not.
     """
     spec = get_spec(name)
     env = spec.factory(**kwargs)
@@ -130,14 +157,15 @@ def make_env(name: str, **kwargs: Any) -> Env:
         # The built-in tasks (factories defined in this package) are covered by its tests;
         # they skip the check, which traces reset and step (~2 s for an MJX task).
         if not getattr(spec.factory, "__module__", "").startswith(__package__ + "."):
-            check_cost(env, name)
+            check_cost(env, name, spec.num_constraints)
         _CHECKED.add(name)
     return env
 
 
-def check_cost(env: Env, name: str = "") -> None:
+def check_cost(env: Env, name: str = "", num_constraints: int = 1) -> None:
     """Raises ``EnvCostError`` (one line, naming the task) unless ``env.reset`` and ``env.step``
-    put ``state.info["cost"]`` with the reward's shape. Traces both with ``jax.eval_shape``."""
+    put ``state.info["cost"]`` with the reward's shape, or ``reward.shape + (num_constraints,)``
+    when there are several. Traces both with ``jax.eval_shape``."""
     label = repr(name) if name else type(env).__name__
     if not isinstance(env, Env):
         hint = "; wrap a MuJoCo Playground env with shapo_envs.playground.from_playground" if hasattr(
@@ -151,9 +179,14 @@ def check_cost(env: Env, name: str = "") -> None:
             raise EnvCostError(f"environment {label}: {method} returns no 'cost' in state.info (its keys: {keys}); "
                                f"every registered env must report a per-step cost shaped like the reward")
         cost_shape, reward_shape = getattr(info["cost"], "shape", None), getattr(state.reward, "shape", None)
-        if cost_shape != reward_shape:
+        if num_constraints == 1 and cost_shape != reward_shape:
             raise EnvCostError(f"environment {label}: {method} returns state.info['cost'] of shape {cost_shape}, "
                                f"but the reward's shape is {reward_shape}; they must match")
+        expected = None if reward_shape is None else tuple(reward_shape) + (num_constraints,)
+        if num_constraints > 1 and cost_shape != expected:
+            raise EnvCostError(f"environment {label}: {method} returns state.info['cost'] of shape {cost_shape}, "
+                               f"but with {num_constraints} cost limits it must be {expected} (the reward's shape "
+                               f"plus ({num_constraints},))")
 
     state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
     check(state, "reset")
