@@ -2,10 +2,17 @@
 
 Robots (``robots.py``), MJCF assembly (``world.py``), layouts (``layout.py``), pseudo-lidar
 (``lidar.py``), per-task constants from SG (``tasks.py``) and the Brax env (``env.py``).
+
+Tasks with two or more costing kinds of object (Goal2, Button1/2, Push2) also come as
+``...Split`` (e.g. ``SafetyPointGoal2Split``): the same task with one constraint per kind,
+``state.info["cost"]`` of shape ``(m,)``, each SG's indicator for its kind, in
+``tasks.COST_KINDS`` order (hazards, vases, gremlins, buttons, pillars), each with the
+suite's cost limit.
 """
 
 from __future__ import annotations
 
+from shapo_envs.navigation.tasks import task_spec
 from shapo_envs.registry import register
 
 ROBOT_NAMES = ("Point", "Car")
@@ -13,25 +20,28 @@ KINDS = ("Goal", "Button", "Push")
 LEVELS = (0, 1, 2)
 COST_LIMIT = 25.0  # SafePO / OmniSafe default for the navigation suite
 EPISODE_LENGTH = 1000  # SG bases/base_task.py BaseTask.num_steps
+SPLIT_SUFFIX = "Split"
 
 NAMES = tuple(f"Safety{r}{k}{lv}" for r in ROBOT_NAMES for k in KINDS for lv in LEVELS)
+# (robot, kind, level) of every task with >= 2 costing kinds: these have a Split variant
+_SPLIT_TASKS = tuple((r, k, lv) for r in ROBOT_NAMES for k in KINDS for lv in LEVELS
+                     if len(task_spec(k, lv, r).cost_kinds) >= 2)
+SPLIT_NAMES = tuple(f"Safety{r}{k}{lv}{SPLIT_SUFFIX}" for r, k, lv in _SPLIT_TASKS)
 
 
-def _factory(robot: str, kind: str, level: int):
+def _factory(robot: str, kind: str, level: int, split_cost: bool = False):
     def factory(**kwargs):
         backend = kwargs.pop("backend", "mjx")
         if backend != "mjx" or kwargs:
             raise ValueError(f"navigation tasks take no options besides backend='mjx', got {backend!r}, {kwargs}")
         from shapo_envs.navigation.env import NavigationEnv  # MJCF is built on first use only
 
-        return NavigationEnv(robot, kind, level)
+        return NavigationEnv(robot, kind, level, split_cost=split_cost)
 
     return factory
 
 
 def _description(robot: str, kind: str, level: int) -> str:
-    from shapo_envs.navigation.tasks import task_spec
-
     spec = task_spec(kind, level, robot)
     costly = [f"{o.num} {o.name}" for o in spec.objects if o.constrained]
     free = [f"{o.num} {o.name}" for o in spec.objects if not o.constrained and o.name not in ("goal", "push_box")]
@@ -51,3 +61,20 @@ for _robot in ROBOT_NAMES:
                 description=_description(_robot, _kind, _level),
                 redraw_resets=True,  # SG draws a new layout every episode
             )
+
+for _robot, _kind, _level in _SPLIT_TASKS:
+    _kinds = task_spec(_kind, _level, _robot).cost_kinds
+    try:
+        register(
+            f"Safety{_robot}{_kind}{_level}{SPLIT_SUFFIX}",
+            _factory(_robot, _kind, _level, split_cost=True),
+            cost_limit=(COST_LIMIT,) * len(_kinds),
+            episode_length=EPISODE_LENGTH,
+            description=_description(_robot, _kind, _level) + f"; one constraint per kind: {', '.join(_kinds)}",
+            redraw_resets=True,
+        )
+    except (TypeError, ValueError):
+        # a registry that takes one cost limit per task (before vector costs, issue 14) rejects
+        # the tuple: the Split tasks are then not registered (NavigationEnv(..., split_cost=True)
+        # still builds them)
+        break

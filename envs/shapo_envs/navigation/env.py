@@ -6,10 +6,16 @@ gremlins are moved before each of them (SG ``mocap.move()``), then one ``forward
 positions, contacts and sensors current (SG calls ``mj_forward``). Then, in SG's order:
 reward, cost, the button timer, and on reaching the goal a new goal (``continue_goal``).
 
-``state.info``: ``cost`` (SG's indicator ``float(cost_sum > 0)``), ``goal_met`` (1.0 on the
+``state.info``: ``cost`` (SG's indicator ``float(cost_sum > 0)``), ``cost_<kind>`` for each
+constrained object kind (SG's ``cost_hazards``, ``cost_vases``, ``cost_gremlins``,
+``cost_buttons``, ``cost_pillars``: the kind's cost before the indicator; SG reports vases as
+``cost_vases_contact`` + ``cost_vases_velocity``, summed here), ``goal_met`` (1.0 on the
 step the goal is reached), ``rng`` (for new goals), ``layout`` (the reset layout: agent,
 then every object instance), ``goal`` (goal XY), ``last_dist_goal`` and, per task,
 ``last_dist_box`` / ``last_box_goal`` (Push) or ``goal_button`` / ``timer`` (Button).
+With ``split_cost=True`` (the ``...Split`` tasks) ``cost`` is instead a vector, one indicator
+``float(cost_<kind> > 0)`` per constrained kind in ``tasks.COST_KINDS`` order; both forms are
+made from the same per-kind values (``_cost_values``), so ``any(split > 0)`` is the indicator.
 The episode ends (``done``) only when no new goal can be placed, as SG's
 ``terminate_resample_failure``; the 1000-step limit is the trainer's truncation.
 """
@@ -49,12 +55,22 @@ def _yaw_quat(yaw):
 class NavigationEnv(Env):
     """``Safety{robot}{kind}{level}`` (see the module docstring)."""
 
-    def __init__(self, robot: str, kind: str, level: int, reference_physics: bool = False):
+    def __init__(self, robot: str, kind: str, level: int, reference_physics: bool = False,
+                 split_cost: bool = False):
         """``reference_physics=True`` steps Safety-Gymnasium's physics without the fast world's
-        edits (world.py ``reference``): slower, for measuring what those edits change."""
+        edits (world.py ``reference``): slower, for measuring what those edits change.
+        ``split_cost=True`` reports one cost per constrained object kind (``cost_kinds``) as
+        ``info["cost"]`` of shape ``(len(cost_kinds),)``; tasks with fewer than two such kinds
+        raise ``ValueError``."""
         self.robot = ROBOTS[robot]
         self.spec = tasks.task_spec(kind, level, robot)
         self.kind = kind
+        self.cost_kinds = self.spec.cost_kinds
+        if split_cost and len(self.cost_kinds) < 2:
+            raise ValueError(
+                f"split_cost: Safety{robot}{kind}{level} has {len(self.cost_kinds)} costing kind(s) of object "
+                f"({', '.join(self.cost_kinds) or 'none'}); a split cost needs two or more")
+        self.split_cost = bool(split_cost)
         self.mj_model, self.excluded_pairs = world.build_model(self.robot, self.spec, reference_physics)
         self.sys = mjx.put_model(self.mj_model)
         self._sys_without_sensors = self.sys.replace(
@@ -134,7 +150,9 @@ class NavigationEnv(Env):
         data = mjx.make_data(self.sys).replace(qpos=qpos, mocap_pos=mocap_pos, mocap_quat=mocap_quat)
         data = mjx.forward(self.sys, data)
 
-        info = {"rng": rng, "layout": xy, "cost": jnp.zeros(()), "goal_met": jnp.zeros(())}
+        cost = jnp.zeros((len(self.cost_kinds),) if self.split_cost else ())
+        info = {"rng": rng, "layout": xy, "cost": cost, "goal_met": jnp.zeros(())}
+        info.update({f"cost_{name}": jnp.zeros(()) for name in self.cost_kinds})
         if self.kind == "Button":  # SG ButtonLevel0.update_world, then specific_reset sets timer 0
             info["goal_button"] = jax.random.randint(k_goal, (), 0, len(self._slots["buttons"]))
             info["goal"] = xy[self._slots["buttons"]][info["goal_button"]]
@@ -174,13 +192,14 @@ class NavigationEnv(Env):
         else:  # SG GoalLevel0.goal_achieved
             achieved = dists["last_dist_goal"] <= self.spec.object("goal").size
         reward = self._reward(info, dists, achieved)
-        cost = self._cost(data, info, touch)
+        cost_values = self._cost_values(data, info, touch)
+        cost = self._cost(cost_values)
         if self.kind == "Button":  # SG Buttons.timer_tick, after the cost
             info["timer"] = jnp.maximum(0, info["timer"] - 1)
 
         info, done = self._new_goal(data, info, achieved)
         info.update(self._distances(data, info["goal"]))  # SG update_world refreshes last_* too
-        info.update(cost=cost, goal_met=achieved.astype(jnp.float32))
+        info.update(cost_values, cost=cost, goal_met=achieved.astype(jnp.float32))
         return state.replace(pipeline_state=data, obs=self._obs(data, info), reward=reward,
                              done=done.astype(jnp.float32), info=info)
 
@@ -259,28 +278,37 @@ class NavigationEnv(Env):
             out["buttons"] = jnp.any(with_agent[:, None] & (button[:, None] == jnp.arange(n)), axis=0)
         return out
 
-    def _cost(self, d, info, touch):
-        """SG BaseTask.calculate_cost summed over constrained objects, then the indicator."""
-        total = jnp.zeros(())
+    def _cost_values(self, d, info, touch):
+        """SG BaseTask.calculate_cost before the sum: ``{"cost_<kind>": value}`` per constrained
+        kind (``cost_kinds`` order), each its SG ``cal_cost`` (>= 0)."""
         agent = d.xpos[self._agent][:2]
-        for obj in self.spec.objects:
-            if not obj.constrained:
-                continue
-            if obj.name == "hazards":  # SG Hazards.cal_cost
+        values = {}
+        for name in self.cost_kinds:
+            obj = self.spec.object(name)
+            if name == "hazards":  # SG Hazards.cal_cost
                 dist = jnp.linalg.norm(info["layout"][self._slots["hazards"]] - agent, axis=-1)
-                total += jnp.sum(jnp.where(dist <= obj.size, tasks.HAZARD_COST * (obj.size - dist), 0.0))
-            elif obj.name == "vases":  # SG Vases.cal_cost: contacts + speed (displace_cost = 0)
-                total += tasks.VASE_CONTACT_COST * touch["vases"]
+                value = jnp.sum(jnp.where(dist <= obj.size, tasks.HAZARD_COST * (obj.size - dist), 0.0))
+            elif name == "vases":  # SG Vases.cal_cost: contacts + speed (displace_cost = 0)
                 speed = self.object_speed(d, "vases")
-                total += tasks.VASE_VELOCITY_COST * jnp.sum(jnp.where(speed >= tasks.VASE_VELOCITY_THRESHOLD, speed, 0.0))
-            elif obj.name == "pillars":  # SG Pillars.cal_cost
-                total += tasks.PILLAR_COST * touch["pillars"]
-            elif obj.name == "gremlins":  # SG Gremlins.cal_cost
-                total += tasks.GREMLIN_CONTACT_COST * touch["gremlins"]
-            elif obj.name == "buttons":  # SG Buttons.cal_cost: wrong buttons, only while timer == 0
+                value = tasks.VASE_CONTACT_COST * touch["vases"] + tasks.VASE_VELOCITY_COST * jnp.sum(
+                    jnp.where(speed >= tasks.VASE_VELOCITY_THRESHOLD, speed, 0.0))
+            elif name == "pillars":  # SG Pillars.cal_cost
+                value = tasks.PILLAR_COST * touch["pillars"]
+            elif name == "gremlins":  # SG Gremlins.cal_cost
+                value = tasks.GREMLIN_CONTACT_COST * touch["gremlins"]
+            else:  # buttons, SG Buttons.cal_cost: wrong buttons, only while timer == 0
                 wrong = touch["buttons"] & (jnp.arange(obj.num) != info["goal_button"])
-                total += tasks.BUTTON_COST * jnp.sum(wrong) * (info["timer"] == 0)
-        return (total > 0).astype(jnp.float32)  # SG CostConf.constrain_indicator
+                value = tasks.BUTTON_COST * jnp.sum(wrong) * (info["timer"] == 0)
+            values[f"cost_{name}"] = jnp.asarray(value, jnp.float32)
+        return values
+
+    def _cost(self, values):
+        """SG CostConf.constrain_indicator: ``float(cost_sum > 0)``, or with ``split_cost`` one
+        indicator per kind. Every value is >= 0, so the sum is > 0 exactly when one value is."""
+        if self.split_cost:
+            return jnp.stack([values[f"cost_{name}"] > 0 for name in self.cost_kinds]).astype(jnp.float32)
+        total = sum(values.values(), jnp.zeros(()))  # SG cost_sum
+        return (total > 0).astype(jnp.float32)
 
     def _new_goal(self, d, info, achieved):
         """SG update_world after the goal is reached: returns (info, done)."""
@@ -322,5 +350,5 @@ class NavigationEnv(Env):
 
 
 @functools.lru_cache(maxsize=None)
-def make(robot: str, kind: str, level: int) -> NavigationEnv:
-    return NavigationEnv(robot, kind, level)
+def make(robot: str, kind: str, level: int, split_cost: bool = False) -> NavigationEnv:
+    return NavigationEnv(robot, kind, level, split_cost=split_cost)

@@ -17,6 +17,11 @@ REWARD_CLIP = 10.0  # RewardConf.reward_clip: reward clipped to [-10, 10]
 NUM_STEPS = 1000  # BaseTask.num_steps (episode length, a truncation)
 # CostConf.constrain_indicator = True: the step's cost is float(cost_sum > 0).
 
+# SG calculate_cost reports each constrained kind's cost as ``cost_<name>`` (Vases as two,
+# ``cost_vases_contact`` and ``cost_vases_velocity``) and sums them into ``cost_sum``. The
+# split-cost tasks (``...Split``) take one constraint per kind, in this order (issue 14's):
+COST_KINDS = ("hazards", "vases", "gremlins", "buttons", "pillars")
+
 # --- SG assets/geoms/goal.py ----------------------------------------------------------------
 GOAL_SIZE = 0.3  # Goal.size: reached when the XY distance is <= size
 GOAL_KEEPOUT = 0.4  # Goal.keepout
@@ -106,6 +111,11 @@ class TaskSpec:
     @property
     def lidar_keys(self) -> tuple[str, ...]:
         return tuple(o.name + "_lidar" for o in self.objects)
+
+    @property
+    def cost_kinds(self) -> tuple[str, ...]:
+        """The constrained object kinds, in ``COST_KINDS`` order (a split task's constraints)."""
+        return tuple(k for k in COST_KINDS if (o := self.object(k)) is not None and o.constrained)
 
 
 def _hazards(num, keepout=HAZARD_KEEPOUT, size=HAZARD_SIZE):
