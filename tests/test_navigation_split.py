@@ -9,7 +9,7 @@ task's ``any(cost > 0)`` is the summed task's cost at every step, that each comp
 costs, the first instance of each kind is moved onto the agent after reset: env k gets kind
 k, env m all of them, the last env none; then the envs take uniform random actions.
 
-Default run: the names, errors and shapes (no compile), and one compiled rollout of
+Default run: the names, errors and shapes (traced, not compiled), and one compiled rollout of
 SafetyPointButton1Split (three kinds). Every Split task against its summed task (two
 compiles each, ~40 s for a Point task on 2 cores), and the reference physics, under ``-m slow``.
 """
@@ -54,12 +54,12 @@ def test_split_names_registry_and_errors():
               if f"Safety{r}{k}{lv}Split" not in EXPECTED]
     assert all(len(tasks.task_spec(k, lv, r).cost_kinds) < 2 for r, k, lv in single) and len(single) == 10
 
-    if "SafetyPointGoal2Split" in shapo_envs.list_envs():  # a registry that takes m cost limits
-        assert set(EXPECTED) <= set(shapo_envs.list_envs())
-        for name, kinds in EXPECTED.items():
-            spec = shapo_envs.get_spec(name)
-            assert spec.cost_limit == (COST_LIMIT,) * len(kinds) and spec.episode_length == 1000
-            assert spec.redraw_resets and spec.description.endswith(", ".join(kinds))
+    assert {n for n in shapo_envs.list_envs() if n.endswith("Split")} == set(EXPECTED)
+    for name, kinds in EXPECTED.items():
+        spec = shapo_envs.get_spec(name)
+        assert spec.cost_limit == (COST_LIMIT,) * len(kinds) and spec.num_constraints == len(kinds)
+        assert spec.episode_length == 1000 and spec.redraw_resets
+        assert spec.description.endswith("one constraint per kind: " + ", ".join(kinds))
     with pytest.raises(shapo_envs.UnknownEnvError) as error:  # no Split variant of a one-kind task
         shapo_envs.make_env("SafetyPointGoal1Split")
     assert "\n" not in str(error.value) and "'SafetyPointGoal1Split'" in str(error.value)
@@ -156,9 +156,12 @@ def _check_against_summed(robot, kind, level, **physics):
     np.testing.assert_array_equal(b["cost"][0, :len(split.cost_kinds) + 1], 1.0)
 
 
-def test_split_shapes_at_reset():
-    """Reset (one forward, no step): the split cost is (m,) zeros and the per-kind values are 0."""
-    env = NavigationEnv("Point", "Goal", 2, split_cost=True)
+def test_split_shapes():
+    """Traced, not compiled: the registered task's cost is (m,) and the per-kind values scalars,
+    as the registry's check for m cost limits wants."""
+    env = shapo_envs.make_env("SafetyPointGoal2Split")
+    assert env.split_cost and env.cost_kinds == ("hazards", "vases")
+    shapo_envs.registry.check_cost(env, "SafetyPointGoal2Split", num_constraints=2)
     state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
     assert state.info["cost"].shape == (2,) and state.info["cost"].dtype == jp.float32
     assert state.info["cost_hazards"].shape == state.info["cost_vases"].shape == ()

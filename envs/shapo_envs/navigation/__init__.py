@@ -64,17 +64,11 @@ for _robot in ROBOT_NAMES:
 
 for _robot, _kind, _level in _SPLIT_TASKS:
     _kinds = task_spec(_kind, _level, _robot).cost_kinds
-    try:
-        register(
-            f"Safety{_robot}{_kind}{_level}{SPLIT_SUFFIX}",
-            _factory(_robot, _kind, _level, split_cost=True),
-            cost_limit=(COST_LIMIT,) * len(_kinds),
-            episode_length=EPISODE_LENGTH,
-            description=_description(_robot, _kind, _level) + f"; one constraint per kind: {', '.join(_kinds)}",
-            redraw_resets=True,
-        )
-    except (TypeError, ValueError):
-        # a registry that takes one cost limit per task (before vector costs, issue 14) rejects
-        # the tuple: the Split tasks are then not registered (NavigationEnv(..., split_cost=True)
-        # still builds them)
-        break
+    register(
+        f"Safety{_robot}{_kind}{_level}{SPLIT_SUFFIX}",
+        _factory(_robot, _kind, _level, split_cost=True),
+        cost_limit=(COST_LIMIT,) * len(_kinds),  # one per constraint: cost of shape (m,)
+        episode_length=EPISODE_LENGTH,
+        description=_description(_robot, _kind, _level) + f"; one constraint per kind: {', '.join(_kinds)}",
+        redraw_resets=True,
+    )
