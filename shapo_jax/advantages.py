@@ -27,7 +27,8 @@ def generalized_advantage_estimation(
     A_t = delta_t + gamma * lambda * (1 - episode_end_t) * A_{t+1}
 
     Args:
-      rewards: r_t, shape [T, ...] (reward or cost).
+      rewards: r_t, shape [T, ...] (reward or cost; a cost of m constraints is [T, N, m],
+        with terminations and episode ends [T, N, 1], one GAE per constraint).
       values: V(s_t).
       next_values: V(s'_t) of the true next observation s'_t (before any auto-reset).
       terminations: 1 where s'_t is terminal (no bootstrap).
@@ -56,6 +57,7 @@ def standardize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     return (x - x.mean()) / (x.std() + eps)
 
 
-def center(x: jax.Array) -> jax.Array:
-    """x - mean (the paper's treatment of the cost advantage: centred, not scaled)."""
-    return x - x.mean()
+def center(x: jax.Array, axis=None) -> jax.Array:
+    """x - mean (the paper's treatment of the cost advantage: centred, not scaled); over
+    ``axis`` only, e.g. (0, 1) to centre each constraint of a [T, N, m] advantage on its own."""
+    return x - x.mean() if axis is None else x - x.mean(axis=axis)

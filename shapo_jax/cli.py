@@ -98,13 +98,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def resolved_config(config, cost_limit: float, episode_length: int) -> dict[str, Any]:
-    """What config.json records: every flag, the task defaults it resolved to, derived sizes."""
+def resolved_config(config, cost_limit, episode_length: int) -> dict[str, Any]:
+    """What config.json records: every flag, the task defaults it resolved to (the cost limit:
+    a number, or a list of one per constraint), derived sizes."""
     from shapo_jax.train import resolve_redraw_resets
 
     return {
         **dataclasses.asdict(config),
-        "cost_limit": cost_limit,
+        "cost_limit": list(cost_limit) if isinstance(cost_limit, tuple) else cost_limit,
         "episode_length": episode_length,
         "redraw_resets": resolve_redraw_resets(config),
         "perturbation_radius": config.perturbation_radius,
@@ -251,7 +252,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         "episode_cost": np.asarray(final["episode_cost"]).tolist(),
         "total_cost": np.asarray(final["total_cost"]).tolist(),
         "multiplier": np.asarray(final["multiplier"]).tolist(),
-        "cost_limit": trainer.cost_limit,
+        "cost_limit": list(trainer.cost_limit) if isinstance(trainer.cost_limit, tuple) else trainer.cost_limit,
         "env_steps_per_seed": int(config.num_updates * config.steps_per_update),
         "env_steps_per_second": config.num_seeds * updates_run * config.steps_per_update / max(train_seconds, 1e-9),
         "compile_seconds": compile_seconds,
@@ -263,6 +264,8 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
         "num_processes": jax.process_count(),
         "mesh": dict(mesh.shape),
     }
+    if isinstance(trainer.cost_limit, tuple):  # m constraints: the sums above, and each one per seed
+        summary.update(per_constraint_summary(final, len(trainer.cost_limit)))
     bad = np.flatnonzero(failed >= 0)
     if not bad.size and out is not None:  # the final policy, for shapo-eval (every process gathers, process 0 writes)
         host_policy = host_copy(policy_of(state))
@@ -279,10 +282,26 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
             f"{int(failed[seed])}{kept}"
         )
     mean = lambda name: float(np.mean(summary[name]))
-    say(f"return {mean('episode_return'):.2f}  cost {mean('episode_cost'):.2f} (limit {trainer.cost_limit:g})  "
+    limit = (",".join(f"{x:g}" for x in trainer.cost_limit) if isinstance(trainer.cost_limit, tuple)
+             else f"{trainer.cost_limit:g}")
+    cost = (",".join(f"{mean(f'episode_cost_{i}'):.2f}" for i in range(len(trainer.cost_limit)))
+            if isinstance(trainer.cost_limit, tuple) else f"{mean('episode_cost'):.2f}")
+    say(f"return {mean('episode_return'):.2f}  cost {cost} (limit {limit})  "
         f"total cost {mean('total_cost'):.0f}  {summary['env_steps_per_second']:,.0f} env steps/s  "
         f"(compile {compile_seconds:.1f} s, train {train_seconds:.1f} s)", flush=True)
     return summary
+
+
+PER_CONSTRAINT_SUMMARY = ("episode_cost", "total_cost", "multiplier", "violation_rate")
+
+
+def per_constraint_summary(final: dict[str, Any], num_constraints: int) -> dict[str, Any]:
+    """summary.json's per-constraint entries of an m-constraint run: ``NAME_i`` per seed (the
+    unsuffixed ``episode_cost``, ``total_cost`` and ``multiplier`` are sums over constraints)."""
+    import numpy as np
+
+    return {f"{name}_{i}": np.asarray(final[f"{name}_{i}"]).tolist()
+            for name in PER_CONSTRAINT_SUMMARY for i in range(num_constraints)}
 
 
 def _checkpoints_agreed(config, resolved: dict[str, Any]):
@@ -385,7 +404,7 @@ def parse_flags(argv: Optional[Sequence[str]]):
 
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stderr(captured):
+        with contextlib.redirect_stderr(captured), _flag_types():
             config = tyro.cli(TrainConfig, args=argv, description=__doc__.split("\n\n")[0])
     except SystemExit as exit_:
         if exit_.code not in (0, None):
@@ -394,6 +413,37 @@ def parse_flags(argv: Optional[Sequence[str]]):
         raise
     sys.stderr.write(captured.getvalue())  # tyro's warnings, if any
     return config
+
+
+def parse_cost_limit(text: str):
+    """``--cost-limit``'s value: ``10`` -> 10.0, ``5,15`` -> (5.0, 15.0) (one per constraint)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected a number or comma-separated numbers (e.g. 5,15), got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _flag_types():
+    """tyro's parsing of the config's own flag types: ``--cost-limit 5,15``."""
+    from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
+
+    from shapo_jax.config import CostLimit
+
+    registry = ConstructorRegistry()
+
+    @registry.primitive_rule
+    def cost_limit(type_info: PrimitiveTypeInfo):
+        if type_info.type not in (CostLimit, Optional[CostLimit]):
+            return None
+        return PrimitiveConstructorSpec(
+            nargs=1, metavar="LIMIT[,LIMIT...]",
+            instance_from_str=lambda args: None if args[0] == "None" else parse_cost_limit(args[0]),
+            is_instance=lambda value: value is None or isinstance(value, (int, float, tuple)),
+            str_from_instance=lambda value: [",".join(map(str, value)) if isinstance(value, tuple) else str(value)],
+        )
+
+    return registry
 
 
 def command_line_error(report: str, argv: Sequence[str]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 ALGORITHMS = ("ppo", "ppo_lag", "ppo_pid", "trpo_lag", "trpo_pid", "cpo", "crpo")
 TRUST_REGION_ALGORITHMS = ("trpo_lag", "trpo_pid", "cpo", "crpo")
@@ -17,6 +17,7 @@ PRESETS = ("none", "paper", "paper-base")
 GEOMETRIES = ("euclidean", "fisher")
 OBSERVATION_NORMALIZATIONS = ("update", "step")
 INITIALIZATIONS = ("orthogonal", "torch")
+CostLimit = Union[float, tuple[float, ...]]  # one limit, or one per constraint; the CLI reads "5,15"
 
 
 class ConfigError(ValueError):
@@ -72,8 +73,8 @@ class TrainConfig:
     seed: int = 0
     """Base random seed; seed i of --num-seeds uses a key split from it."""
 
-    cost_limit: Optional[float] = None
-    """Constraint threshold on the mean episode cost (default: the task's own)."""
+    cost_limit: Optional[CostLimit] = None
+    """Constraint threshold on the mean episode cost (default: the task's own). For a task with m constraints (its cost has m entries), m comma-separated thresholds (e.g. 5,15), or one that applies to every constraint."""
     episode_length: Optional[int] = None
     """Episode length before truncation (default: the task's own)."""
     redraw_resets: Optional[bool] = None
@@ -124,7 +125,7 @@ class TrainConfig:
     initialization: Literal["orthogonal", "torch"] = "orthogonal"
     """Initial weights of actor and critics: orthogonal (gain sqrt 2, actor output 0.01, zero biases; initial action means near 0) or torch (PyTorch's nn.Linear default, weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the released code; paper presets)."""
     cost_window: int = 0
-    """Finished episodes the constraint signal (the multiplier's input, CPO's constraint value, CRPO's switch) averages over. 0: the mean cost of the episodes that finished in this update (the previous value if none did). K > 0: the released code's EpCost: at each episode end the mean cost of the seed's last K finished episodes, averaged over this update's episode ends; 0 until an update begins with an episode finished, and an update in which none ends leaves the multiplier as it was (paper presets: 50)."""
+    """Finished episodes the constraint signal (the multiplier's input, CPO's constraint value, CRPO's switch) averages over. 0: the mean cost of the episodes that finished in this update (the previous value if none did). K > 0: the released code's EpCost: at each episode end the mean cost of the seed's last K finished episodes, averaged over this update's episode ends; 0 until an update begins with an episode finished, and an update in which none ends leaves the multiplier as it was (paper presets: 50). With several constraints, one window per constraint."""
 
     checkpoint_every: int = 0
     """Save the whole training state (all seeds) every N env steps per seed, and at the end, under OUT/checkpoints/ (0 = no checkpoints; a multiple of the steps per update)."""
@@ -319,7 +320,10 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
                  "crpo_distance"):
         value = getattr(c, name)
         _require(_finite(value) and value >= 0, name, f"must be a finite number >= 0, got {value}")
-    if c.cost_limit is not None:
+    if isinstance(c.cost_limit, (tuple, list)):
+        _require(len(c.cost_limit) > 0 and all(_finite(x) and x >= 0 for x in c.cost_limit), "cost_limit",
+                 f"must be finite numbers >= 0, got {','.join(map(str, c.cost_limit)) or 'none'}")
+    elif c.cost_limit is not None:
         _require(_finite(c.cost_limit) and c.cost_limit >= 0, "cost_limit", f"must be a finite number >= 0, got {c.cost_limit}")
     if c.episode_length is not None:
         _require(c.episode_length > 0, "episode_length", f"must be a positive integer, got {c.episode_length}")

@@ -113,7 +113,8 @@ def make_policy(trainer):
 
 
 def make_evaluate(trainer, num_episodes: int):
-    """``evaluate(states, keys, deterministic) -> (returns, costs)``, each [num_seeds, num_episodes].
+    """``evaluate(states, keys, deterministic) -> (returns, costs)``, each [num_seeds, num_episodes]
+    (costs [num_seeds, num_episodes, m] for a task with m constraints).
 
     Episodes end at termination or after the run's episode length; nothing after the end counts.
     """
@@ -126,6 +127,8 @@ def make_evaluate(trainer, num_episodes: int):
         reset_key, run_key = jax.random.split(key)
         env_state = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
         zeros = jnp.zeros((num_episodes,), jnp.float32)
+        m = len(trainer.cost_limit) if isinstance(trainer.cost_limit, tuple) else 1
+        cost_zeros = zeros if m == 1 else jnp.zeros((num_episodes, m), jnp.float32)
 
         def step(carry, step_key):
             env_state, episode_return, episode_cost, alive = carry
@@ -133,10 +136,11 @@ def make_evaluate(trainer, num_episodes: int):
             action = jax.vmap(policy, (None, 0, 0, None))(state, env_state.obs, keys, deterministic)
             env_state = jax.vmap(env.step)(env_state, action)
             episode_return += jnp.where(alive, env_state.reward, 0.0)
-            episode_cost += jnp.where(alive, env_state.info["cost"], 0.0)
+            cost = env_state.info["cost"]
+            episode_cost += jnp.where(alive if cost.ndim == 1 else alive[:, None], cost, 0.0)
             return (env_state, episode_return, episode_cost, alive & (env_state.done == 0)), None
 
-        carry = (env_state, zeros, zeros, jnp.ones((num_episodes,), bool))
+        carry = (env_state, zeros, cost_zeros, jnp.ones((num_episodes,), bool))
         (_, episode_return, episode_cost, _), _ = jax.lax.scan(
             step, carry, jax.random.split(run_key, trainer.episode_length))
         return episode_return, episode_cost
@@ -157,15 +161,22 @@ def evaluate_run(run_dir: str, num_episodes: int = 10, step: Optional[int] = Non
     keys = jax.random.split(jax.random.PRNGKey(seed), trainer.config.num_seeds)
     report: dict[str, Any] = {
         "run": os.path.abspath(run_dir), "env": trainer.config.env, "step": step, "episodes_per_seed": num_episodes,
-        "episode_length": trainer.episode_length, "cost_limit": trainer.cost_limit, "seed": seed,
+        "episode_length": trainer.episode_length, "seed": seed,
+        "cost_limit": list(trainer.cost_limit) if isinstance(trainer.cost_limit, tuple) else trainer.cost_limit,
     }
     for name, deterministic in (("deterministic", True), ("stochastic", False)):
         returns, costs = (np.asarray(x) for x in evaluate(states, keys, deterministic))
+        per_constraint = {}
+        if costs.ndim == 3:  # m constraints: the sums below, and each constraint's mean
+            per_constraint = {"episode_cost_per_constraint": costs.mean(axis=1).tolist(),
+                              "mean_cost_per_constraint": costs.mean(axis=(0, 1)).tolist()}
+            costs = costs.sum(axis=-1)
         report[name] = {
             "episode_return": returns.mean(axis=1).tolist(),
             "episode_cost": costs.mean(axis=1).tolist(),
             "mean_return": float(returns.mean()),
             "mean_cost": float(costs.mean()),
+            **per_constraint,
         }
     return report
 
@@ -284,8 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_json(path, report)
         for name in ("deterministic", "stochastic"):
             part = report[name]
-            print(f"{name:>13}: return {part['mean_return']:.2f}  cost {part['mean_cost']:.2f} "
-                  f"(limit {report['cost_limit']:g})  per seed return {[round(x, 2) for x in part['episode_return']]} "
+            limit = report["cost_limit"]
+            limit = ",".join(f"{x:g}" for x in limit) if isinstance(limit, list) else f"{limit:g}"
+            cost = (",".join(f"{x:.2f}" for x in part["mean_cost_per_constraint"])
+                    if "mean_cost_per_constraint" in part else f"{part['mean_cost']:.2f}")
+            print(f"{name:>13}: return {part['mean_return']:.2f}  cost {cost} "
+                  f"(limit {limit})  per seed return {[round(x, 2) for x in part['episode_return']]} "
                   f"cost {[round(x, 2) for x in part['episode_cost']]}")
         print(f"shapo-eval: step {report['step']}, {args.episodes} episode(s) per seed; wrote {path}")
         if args.video:

@@ -47,8 +47,15 @@ def lagrange_update(
 
 
 def lagrangian_advantage(reward_advantage: jax.Array, cost_advantage: jax.Array, multiplier: jax.Array) -> jax.Array:
-    """A = (A_r - lambda A_c) / (1 + lambda), the paper's code's scaled Lagrangian advantage."""
-    return (reward_advantage - multiplier * cost_advantage) / (1.0 + multiplier)
+    """A = (A_r - lambda A_c) / (1 + lambda), the paper's code's scaled Lagrangian advantage.
+
+    With m constraints (``multiplier`` [m], ``cost_advantage`` [..., m]):
+    A = (A_r - sum_i lambda_i A_c,i) / (1 + sum_i lambda_i), the same scaling of the
+    Lagrangian of the m-constraint CMDP (Altman 1999; one multiplier per constraint).
+    """
+    if jnp.ndim(multiplier) == 0:
+        return (reward_advantage - multiplier * cost_advantage) / (1.0 + multiplier)
+    return (reward_advantage - jnp.sum(multiplier * cost_advantage, axis=-1)) / (1.0 + jnp.sum(multiplier))
 
 
 class PIDState(NamedTuple):

@@ -213,6 +213,19 @@ def check_request(runs: Sequence[Run], metrics: Sequence[str], x: str) -> None:
                                 f"available: {available}")
 
 
+def limit_of(cost_limit, metric: str) -> Optional[float]:
+    """The limit drawn on ``metric``'s panel: the run's limit; with one per constraint (a
+    list), their sum on ``episode_cost`` (a sum too) and the i-th on ``episode_cost_i``."""
+    if cost_limit is None:
+        return None
+    if not isinstance(cost_limit, list):
+        return float(cost_limit) if metric == "episode_cost" else None
+    if metric == "episode_cost":
+        return float(sum(cost_limit))
+    index = metric.rsplit("_", 1)[1]
+    return float(cost_limit[int(index)]) if index.isdigit() and int(index) < len(cost_limit) else None
+
+
 def make_figure(groups: Sequence[Group], metrics: Sequence[str], x: str = "env_steps", band: str = "std",
                 labels: Optional[Sequence[str]] = None, title: Optional[str] = None):
     """The figure: one panel per metric, one line (and band) per group, one legend below.
@@ -230,8 +243,8 @@ def make_figure(groups: Sequence[Group], metrics: Sequence[str], x: str = "env_s
             axis.plot(xs, mean, color=f"C{index}", label=label)
             if band != "none":
                 axis.fill_between(xs, low, high, color=f"C{index}", alpha=0.2, linewidth=0)
-        if metric == "episode_cost":
-            limits = sorted({float(g.config["cost_limit"]) for g in groups if g.config.get("cost_limit") is not None})
+        if metric == "episode_cost" or metric.startswith("episode_cost_"):
+            limits = sorted({limit for g in groups if (limit := limit_of(g.config.get("cost_limit"), metric)) is not None})
             for limit in limits:
                 axis.axhline(limit, color="0.3", linestyle="--", linewidth=1, label=f"cost limit {limit:g}")
             if limits:

@@ -15,6 +15,10 @@ Two things of the released code's (``--preset paper``) can ride along the scan: 
 per-step observation statistics (``normalization.py``), in which case the transitions hold
 normalised observations, and the window of the seed's last K episode costs behind its
 ``EpCost`` constraint signal (``CostWindow``).
+
+A task with m constraints reports ``info["cost"]`` of shape [m] per env; then every cost
+here (transitions, trackers, sums, the window) carries a trailing axis of m, and
+``cost_limit`` is an [m] array. A scalar cost keeps the one-constraint shapes.
 """
 
 from __future__ import annotations
@@ -52,9 +56,10 @@ class EpisodeTracker(NamedTuple):
     length: jax.Array
 
     @classmethod
-    def zeros(cls, num_envs: int) -> "EpisodeTracker":
+    def zeros(cls, num_envs: int, num_constraints: int = 1) -> "EpisodeTracker":
         zero = jnp.zeros((num_envs,), jnp.float32)
-        return cls(zero, zero, jnp.zeros((num_envs,), jnp.int32))
+        cost = zero if num_constraints == 1 else jnp.zeros((num_envs, num_constraints), jnp.float32)
+        return cls(zero, cost, jnp.zeros((num_envs,), jnp.int32))
 
 
 class FinishedEpisodes(NamedTuple):
@@ -64,25 +69,30 @@ class FinishedEpisodes(NamedTuple):
     return_sum: jax.Array
     cost_sum: jax.Array
     length_sum: jax.Array
-    violations: jax.Array  # episodes whose cost exceeded the cost limit
+    violations: jax.Array  # episodes whose cost exceeded the cost limit (per constraint)
     window_cost_sum: jax.Array  # over the episode ends: the cost window's mean just after each (0 without one)
+    any_violations: jax.Array  # episodes over at least one limit (with one constraint: violations)
 
     @classmethod
-    def zeros(cls) -> "FinishedEpisodes":
+    def zeros(cls, num_constraints: int = 1) -> "FinishedEpisodes":
         zero = jnp.zeros((), jnp.float32)
-        return cls(zero, zero, zero, zero, zero, zero)
+        if num_constraints == 1:
+            return cls(zero, zero, zero, zero, zero, zero, zero)
+        costs = jnp.zeros((num_constraints,), jnp.float32)
+        return cls(zero, zero, costs, zero, costs, costs, zero)
 
 
 class CostWindow(NamedTuple):
     """The costs of a seed's last K finished episodes, oldest first (the released code's
     ``cost_deque = deque(maxlen=50)``), and how many of the K entries are filled."""
 
-    costs: jax.Array  # [K]
+    costs: jax.Array  # [K], or [K, m] for m constraints (one window each, filled alike)
     count: jax.Array
 
     @classmethod
-    def zeros(cls, size: int) -> "CostWindow":
-        return cls(jnp.zeros((size,), jnp.float32), jnp.zeros((), jnp.int32))
+    def zeros(cls, size: int, num_constraints: int = 1) -> "CostWindow":
+        shape = (size,) if num_constraints == 1 else (size, num_constraints)
+        return cls(jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.int32))
 
 
 def append_episode_costs(window: CostWindow, costs: jax.Array, ended: jax.Array) -> tuple[CostWindow, jax.Array]:
@@ -105,6 +115,17 @@ def append_episode_costs(window: CostWindow, costs: jax.Array, ended: jax.Array)
     mean_sum = jnp.sum(jnp.where(j < appended, means, 0.0))
     costs = jax.lax.dynamic_slice(sequence, (appended,), (size,))
     return CostWindow(costs, jnp.minimum(window.count + appended, size).astype(jnp.int32)), mean_sum
+
+
+def append_constraint_costs(window: CostWindow, costs: jax.Array, ended: jax.Array) -> tuple[CostWindow, jax.Array]:
+    """``append_episode_costs`` for costs [num_envs] or, per constraint, [num_envs, m]
+    (the window [K, m] and the sum returned [m])."""
+    if costs.ndim == 1:
+        return append_episode_costs(window, costs, ended)
+    append = lambda window_costs, constraint_costs: append_episode_costs(
+        CostWindow(window_costs, window.count), constraint_costs, ended)
+    windows, sums = jax.vmap(append, in_axes=(1, 1), out_axes=(CostWindow(1, 0), 0))(window.costs, costs)
+    return CostWindow(windows.costs, windows.count[0]), sums
 
 
 class Rollout(NamedTuple):
@@ -141,7 +162,7 @@ def collect_rollout(
     key: jax.Array,
     unroll_length: int,
     episode_length: int,
-    cost_limit: float = float("inf"),
+    cost_limit: float | jax.Array = float("inf"),
     observation_statistics: Optional[RunningMeanStd] = None,
     cost_window: Optional[CostWindow] = None,
 ) -> Rollout:
@@ -154,6 +175,7 @@ def collect_rollout(
     at an episode end is the true last observation normalised with that step's statistics
     (the released code bootstraps time-outs on the raw one, a bug not copied here).
     With ``cost_window``, each episode end appends its cost to it (``append_episode_costs``).
+    ``cost_limit`` is an [m] array when the env's cost has m constraints.
     """
     step_fn = jax.vmap(env.step)
     normalize = (lambda statistics, observation: observation) if observation_statistics is None else normalization.normalize
@@ -172,20 +194,37 @@ def collect_rollout(
 
         episode_return = tracker.episode_return + reward
         episode_cost = tracker.episode_cost + cost
-        window_cost = jnp.zeros((), jnp.float32)
+        window_cost = jnp.zeros(cost.shape[1:], jnp.float32)
         if window is not None:
-            window, window_cost = append_episode_costs(window, episode_cost, episode_end)
-        finished = FinishedEpisodes(
-            finished.count + episode_end.sum(),
-            finished.return_sum + (episode_end * episode_return).sum(),
-            finished.cost_sum + (episode_end * episode_cost).sum(),
-            finished.length_sum + (episode_end * length).sum(),
-            finished.violations + (episode_end * (episode_cost > cost_limit)).sum(),
-            finished.window_cost_sum + window_cost,
-        )
-        keep = 1.0 - episode_end
+            window, window_cost = append_constraint_costs(window, episode_cost, episode_end)
+        if cost.ndim == 1:
+            violations = finished.violations + (episode_end * (episode_cost > cost_limit)).sum()
+            finished = FinishedEpisodes(
+                finished.count + episode_end.sum(),
+                finished.return_sum + (episode_end * episode_return).sum(),
+                finished.cost_sum + (episode_end * episode_cost).sum(),
+                finished.length_sum + (episode_end * length).sum(),
+                violations,
+                finished.window_cost_sum + window_cost,
+                violations,
+            )
+            cost_keep = keep = 1.0 - episode_end
+        else:  # [num_envs, m]: sums per constraint
+            ended = episode_end[:, None]
+            over = episode_cost > cost_limit
+            finished = FinishedEpisodes(
+                finished.count + episode_end.sum(),
+                finished.return_sum + (episode_end * episode_return).sum(),
+                finished.cost_sum + (ended * episode_cost).sum(axis=0),
+                finished.length_sum + (episode_end * length).sum(),
+                finished.violations + (ended * over).sum(axis=0),
+                finished.window_cost_sum + window_cost,
+                finished.any_violations + (episode_end * over.any(axis=-1)).sum(),
+            )
+            keep = 1.0 - episode_end
+            cost_keep = keep[:, None]
         tracker = EpisodeTracker(
-            episode_return * keep, episode_cost * keep, jnp.where(episode_end > 0, 0, length)
+            episode_return * keep, episode_cost * cost_keep, jnp.where(episode_end > 0, 0, length)
         )
         after_reset = reset_where(episode_end > 0, initial_state, next_state)
         if statistics is not None:
@@ -203,6 +242,7 @@ def collect_rollout(
         return (after_reset, tracker, finished, statistics, window), transition
 
     keys = jax.random.split(key, unroll_length)
-    carry = (env_state, tracker, FinishedEpisodes.zeros(), observation_statistics, cost_window)
+    num_constraints = 1 if tracker.episode_cost.ndim == 1 else tracker.episode_cost.shape[-1]
+    carry = (env_state, tracker, FinishedEpisodes.zeros(num_constraints), observation_statistics, cost_window)
     (env_state, tracker, finished, observation_statistics, cost_window), transitions = jax.lax.scan(one_step, carry, keys)
     return Rollout(env_state, tracker, transitions, finished, observation_statistics, cost_window)

@@ -33,7 +33,7 @@ from shapo_jax import advantages as gae
 from shapo_jax import normalization
 from shapo_jax.algorithms import Algorithm, Constraint, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
-from shapo_jax.config import TrainConfig, apply_preset, validate
+from shapo_jax.config import ConfigError, CostLimit, TrainConfig, apply_preset, validate
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
 from shapo_jax.rollout import CostWindow, EpisodeTracker, FinishedEpisodes, Transition, collect_rollout
@@ -49,7 +49,7 @@ class Learner(NamedTuple):
     critic_params: Any  # {"reward": ..., "cost": ...}
     actor_optimizer_state: Any  # the algorithm's policy-step state (PolicyStep.init)
     critic_optimizer_state: optax.OptState
-    multiplier_state: Any  # LagrangeState or PIDState; .multiplier is lambda
+    multiplier_state: Any  # LagrangeState or PIDState; .multiplier is lambda ([m] for m constraints)
     # Brax's RunningStatisticsState (--observation-normalization update) or Gymnasium's
     # normalization.RunningMeanStd (step), which has then seen the current env states' obs
     normalizer: Any
@@ -64,7 +64,8 @@ class EnvRunner(NamedTuple):
 
 
 class EpisodeStatistics(NamedTuple):
-    """What the finished episodes said so far (per seed, no env axis)."""
+    """What the finished episodes said so far (per seed, no env axis; the costs [m] for m > 1
+    constraints)."""
 
     episode_return: jax.Array  # mean return of the latest finished episodes
     episode_cost: jax.Array  # mean cost of the latest finished episodes
@@ -98,7 +99,7 @@ class Trainer:
 
     config: TrainConfig
     env: Env
-    cost_limit: float
+    cost_limit: CostLimit  # a float, or a tuple of m floats for a task with m constraints
     episode_length: int
     init: Callable[..., TrainState]  # init(key, rho=None)
     # act(actor_params, normalizer, observation, key) -> (sampled action, its log-prob, mean action),
@@ -111,12 +112,35 @@ class Trainer:
     update_at_own_radius: Optional[Callable[[TrainState], tuple[TrainState, Metrics]]] = None
 
 
-def resolve_task(config: TrainConfig) -> tuple[float, int]:
-    """The cost limit and episode length: the flags if given, else the task's defaults."""
+def resolve_task(config: TrainConfig) -> tuple[CostLimit, int]:
+    """The cost limit and episode length: the flags if given, else the task's defaults.
+
+    The cost limit is a float for a task with one constraint and a tuple of m floats for one
+    whose cost has m entries (``EnvSpec.num_constraints``); one limit given for such a task
+    applies to every constraint. ``ConfigError`` naming ``--cost-limit`` for another count, and
+    naming ``--algo`` for CPO with m > 1 (its dual solve handles one constraint).
+    """
     spec = shapo_envs.get_spec(config.env)
-    cost_limit = spec.cost_limit if config.cost_limit is None else config.cost_limit
     episode_length = spec.episode_length if config.episode_length is None else config.episode_length
-    return float(cost_limit), int(episode_length)
+    return resolve_cost_limit(config, spec), int(episode_length)
+
+
+def resolve_cost_limit(config: TrainConfig, spec) -> CostLimit:
+    m = spec.num_constraints
+    if m > 1 and config.algo == "cpo":
+        raise ConfigError("algo", f"cpo solves for one constraint and {config.env} has {m}; use ppo_lag, ppo_pid, "
+                                  f"trpo_lag, trpo_pid or crpo")
+    if config.cost_limit is None:
+        return spec.cost_limit
+    given = tuple(config.cost_limit) if isinstance(config.cost_limit, (tuple, list)) else (config.cost_limit,)
+    if len(given) not in (1, m):
+        cost = "a scalar cost" if m == 1 else f"a cost of {m} constraints"
+        expected = "one limit" if m == 1 else f"one limit (for all) or {m}"
+        raise ConfigError("cost_limit", f"{config.env} has {cost}: give {expected}, got {len(given)} "
+                                        f"({','.join(f'{x:g}' for x in given)})")
+    if m == 1:
+        return float(given[0])
+    return tuple(float(x) for x in (given * m if len(given) == 1 else given))
 
 
 def resolve_redraw_resets(config: TrainConfig) -> bool:
@@ -136,9 +160,19 @@ class Pieces:
     actor: GaussianActor
     critic: Critic
     critic_optimizer: optax.GradientTransformation
-    cost_limit: float
+    cost_limit: CostLimit  # a float (one constraint) or m floats
     episode_length: int
     redraw_resets: bool
+
+    @property
+    def num_constraints(self) -> int:
+        """m; with m = 1 costs carry no constraint axis, so the program is the one-constraint one."""
+        return len(self.cost_limit) if isinstance(self.cost_limit, tuple) else 1
+
+    @property
+    def limit(self):
+        """The cost limit as the program uses it: a Python float, or an [m] float32 array."""
+        return jnp.asarray(self.cost_limit, jnp.float32) if self.num_constraints > 1 else self.cost_limit
 
     @property
     def per_step(self) -> bool:
@@ -206,27 +240,51 @@ def init_normalizer(pieces: Pieces, env_state: State, key: jax.Array):
     return normalization.update(statistics, env_state.obs)
 
 
+def cost_critic_apply(pieces: Pieces) -> Callable[[Any, jax.Array], jax.Array]:
+    """V_c(s): the cost critic's values, [..., m] for m > 1 constraints (one critic each,
+    their params stacked on a leading axis)."""
+    if pieces.num_constraints == 1:
+        return pieces.critic.apply
+    return jax.vmap(pieces.critic.apply, in_axes=(0, None), out_axes=-1)
+
+
+def init_cost_critic(pieces: Pieces, key: jax.Array, dummy: jax.Array):
+    if pieces.num_constraints == 1:
+        return pieces.critic.init(key, dummy)
+    return jax.vmap(pieces.critic.init, in_axes=(0, None))(jax.random.split(key, pieces.num_constraints), dummy)
+
+
+def init_multiplier(pieces: Pieces):
+    """The multiplier rule's state; for m > 1 constraints, m independent states stacked."""
+    rule = pieces.algorithm.multiplier
+    if pieces.num_constraints == 1:
+        return rule.init(pieces.config)
+    return jax.vmap(lambda _: rule.init(pieces.config))(jnp.arange(pieces.num_constraints))
+
+
 def init(pieces: Pieces, seed_key: jax.Array, rho: Optional[jax.Array] = None) -> TrainState:
     config = pieces.config
     actor_key, reward_key, cost_key, env_key, key = jax.random.split(seed_key, 5)
     normalizer_key = jax.random.fold_in(env_key, 1)
     dummy = jnp.zeros((1, pieces.env.observation_size))
     actor_params = pieces.actor.init(actor_key, dummy)
-    critic_params = {"reward": pieces.critic.init(reward_key, dummy), "cost": pieces.critic.init(cost_key, dummy)}
+    critic_params = {"reward": pieces.critic.init(reward_key, dummy), "cost": init_cost_critic(pieces, cost_key, dummy)}
     env_state = jax.vmap(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
     zero = jnp.zeros((), jnp.float32)
+    m = pieces.num_constraints
+    cost_zero = zero if m == 1 else jnp.zeros((m,), jnp.float32)
     learner = Learner(
         actor_params=actor_params,
         critic_params=critic_params,
         actor_optimizer_state=pieces.algorithm.make_policy_step(config, pieces.actor.apply, 0.0).init(actor_params),
         critic_optimizer_state=pieces.critic_optimizer.init(critic_params),
-        multiplier_state=pieces.algorithm.multiplier.init(config),
+        multiplier_state=init_multiplier(pieces),
         normalizer=init_normalizer(pieces, env_state, normalizer_key),
     )
     return TrainState(
         learner=learner,
-        runner=EnvRunner(env_state, env_state, EpisodeTracker.zeros(config.num_envs)),
-        episodes=EpisodeStatistics(zero, zero, zero, CostWindow.zeros(config.cost_window), zero),
+        runner=EnvRunner(env_state, env_state, EpisodeTracker.zeros(config.num_envs, m)),
+        episodes=EpisodeStatistics(zero, cost_zero, cost_zero, CostWindow.zeros(config.cost_window, m), cost_zero),
         env_steps=jnp.zeros((), jnp.int32),
         update=jnp.zeros((), jnp.int32),
         failed_update=jnp.full((), -1, jnp.int32),
@@ -258,7 +316,7 @@ def collect(pieces: Pieces, state: TrainState, key: jax.Array) -> Collected:
         initial_env_state = jax.vmap(pieces.env.reset)(reset_keys)
     rollout = collect_rollout(
         pieces.env, policy_for(pieces, state.learner), state.runner.env_state,
-        initial_env_state, state.runner.tracker, key, config.unroll_length, pieces.episode_length, pieces.cost_limit,
+        initial_env_state, state.runner.tracker, key, config.unroll_length, pieces.episode_length, pieces.limit,
         observation_statistics=state.learner.normalizer if pieces.per_step else None,
         cost_window=state.episodes.cost_window if config.cost_window else None,
     )
@@ -271,7 +329,7 @@ def constraint_signal(pieces: Pieces, episodes: EpisodeStatistics, finished: Fin
     multiplier moves this update (None: always).
 
     --cost-window 0: this update's mean episode cost (the previous one if none ended).
-    K > 0, the released code's ``logger.get_stats("Metrics/EpCost")`` (trpo_pid.py, cpo.py,
+    K > 0 (per constraint), the released code's ``logger.get_stats("Metrics/EpCost")`` (trpo_pid.py, cpo.py,
     crpo.py @1bb7704): the mean, over this update's episode ends, of the mean cost of the last
     K episodes at each end; 0.0 while the logger has no EpCost column, i.e. until an update
     begins with an episode finished; and NaN when none ends in the update, on which its PID
@@ -284,6 +342,11 @@ def constraint_signal(pieces: Pieces, episodes: EpisodeStatistics, finished: Fin
     window_mean = finished.window_cost_sum / jnp.maximum(finished.count, 1.0)
     signal = jnp.where(seen_before, jnp.where(any_finished, window_mean, episodes.constraint_cost), 0.0)
     return signal, any_finished | ~seen_before
+
+
+def sum_over_steps(pieces: Pieces, cost: jax.Array) -> jax.Array:
+    """Sum over time and envs ([T, N] or [T, N, m] -> [] or [m])."""
+    return cost.sum() if pieces.num_constraints == 1 else cost.sum(axis=(0, 1))
 
 
 def episode_statistics(pieces: Pieces, episodes: EpisodeStatistics, collected: Collected):
@@ -299,7 +362,7 @@ def episode_statistics(pieces: Pieces, episodes: EpisodeStatistics, collected: C
         episode_cost=episode_cost,
         constraint_cost=constraint_cost,
         cost_window=episodes.cost_window if collected.cost_window is None else collected.cost_window,
-        total_cost=episodes.total_cost + collected.transitions.cost.sum(),
+        total_cost=episodes.total_cost + sum_over_steps(pieces, collected.transitions.cost),
     )
     return new, multiplier_moves
 
@@ -308,7 +371,7 @@ class Advantages(NamedTuple):
     observation: jax.Array  # normalised, [T, num_envs, obs]
     reward_advantage: jax.Array  # raw GAE, [T, num_envs]
     reward_target: jax.Array
-    cost_advantage: jax.Array
+    cost_advantage: jax.Array  # [T, num_envs], or [T, num_envs, m] for m constraints (GAE per constraint)
     cost_target: jax.Array
 
 
@@ -321,23 +384,31 @@ def advantages(pieces: Pieces, learner: Learner, transitions: Transition) -> Adv
         observation = normalize(pieces, learner.normalizer, transitions.observation)
         next_observation = normalize(pieces, learner.normalizer, transitions.next_observation)
 
-    def for_signal(critic_params, signal):
-        values = pieces.critic.apply(critic_params, observation)
-        next_values = pieces.critic.apply(critic_params, next_observation)
+    def for_signal(apply, critic_params, signal):
+        values = apply(critic_params, observation)
+        next_values = apply(critic_params, next_observation)
+        termination, episode_end = transitions.termination, transitions.episode_end
+        if signal.ndim > termination.ndim:  # [T, N, m]: the same episode boundaries for each constraint
+            termination, episode_end = termination[..., None], episode_end[..., None]
         return gae.generalized_advantage_estimation(
-            signal, values, next_values, transitions.termination, transitions.episode_end,
-            config.gamma, config.gae_lambda,
+            signal, values, next_values, termination, episode_end, config.gamma, config.gae_lambda,
         )
 
-    reward_advantage, reward_target = for_signal(learner.critic_params["reward"], transitions.reward)
-    cost_advantage, cost_target = for_signal(learner.critic_params["cost"], transitions.cost)
+    reward_advantage, reward_target = for_signal(pieces.critic.apply, learner.critic_params["reward"], transitions.reward)
+    cost_advantage, cost_target = for_signal(cost_critic_apply(pieces), learner.critic_params["cost"], transitions.cost)
     return Advantages(observation, reward_advantage, reward_target, cost_advantage, cost_target)
 
 
 def update_multiplier(pieces: Pieces, multiplier_state, constraint_cost, moves: Optional[jax.Array]):
     """The multiplier rule on the constraint signal, first (as the paper's code does); held
-    where ``moves`` is False."""
-    new = pieces.algorithm.multiplier.update(multiplier_state, constraint_cost, pieces.cost_limit, pieces.config)
+    where ``moves`` is False. With m constraints, the rule updates each constraint's
+    multiplier from its own signal and limit, independently (vmapped)."""
+    rule = pieces.algorithm.multiplier
+    if pieces.num_constraints == 1:
+        new = rule.update(multiplier_state, constraint_cost, pieces.cost_limit, pieces.config)
+    else:
+        new = jax.vmap(lambda state, cost, limit: rule.update(state, cost, limit, pieces.config))(
+            multiplier_state, constraint_cost, pieces.limit)
     if moves is None:
         return new
     return jax.tree.map(lambda updated, old: jnp.where(moves, updated, old), new, multiplier_state)
@@ -352,13 +423,17 @@ def policy_step(pieces: Pieces, learner: Learner, collected: Collected, estimate
                 multiplier, constraint_cost, rho, key):
     """The algorithm's objective and policy step (SHAPO inside it); returns the new actor
     params, its step state, the diagnostics and the flat batch."""
-    reward_advantage, cost_advantage = gae.standardize(estimates.reward_advantage), gae.center(estimates.cost_advantage)
+    if pieces.num_constraints == 1:
+        cost_advantage = gae.center(estimates.cost_advantage)
+    else:  # each constraint's advantage centred on its own mean
+        cost_advantage = gae.center(estimates.cost_advantage, axis=(0, 1))
+    reward_advantage = gae.standardize(estimates.reward_advantage)
     advantage = pieces.algorithm.objective(
-        reward_advantage, cost_advantage, multiplier, constraint_cost, pieces.cost_limit, pieces.config)
+        reward_advantage, cost_advantage, multiplier, constraint_cost, pieces.limit, pieces.config)
     transitions = collected.transitions
     batch = PolicyBatch(
         flat(estimates.observation), flat(transitions.action), flat(transitions.log_prob), flat(advantage))
-    constraint = Constraint(flat(cost_advantage), constraint_cost - pieces.cost_limit)
+    constraint = Constraint(flat(cost_advantage), constraint_cost - pieces.limit)
     step = pieces.algorithm.make_policy_step(pieces.config, pieces.actor.apply, rho).step
     actor_params, actor_state, diagnostics = step(
         learner.actor_params, learner.actor_optimizer_state, batch, constraint, key)
@@ -371,6 +446,7 @@ def fit_critics_of(pieces: Pieces, learner: Learner, batch: PolicyBatch, estimat
         pieces.critic.apply, pieces.critic_optimizer, learner.critic_params, learner.critic_optimizer_state,
         batch.observation, flat(estimates.reward_target), flat(estimates.cost_target), key,
         config.update_epochs, config.num_minibatches, config.critic_l2,
+        cost_apply=None if pieces.num_constraints == 1 else cost_critic_apply(pieces),
     )
 
 
@@ -394,10 +470,35 @@ def keep_last_finite(state: TrainState, new_state: TrainState, finite: jax.Array
 
 def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, episodes: EpisodeStatistics,
                    collected: Collected, multiplier, diagnostics: Metrics) -> Metrics:
-    """The update's scalars: what was measured in its rollout, and the steps' diagnostics."""
+    """The update's scalars: what was measured in its rollout, and the steps' diagnostics.
+
+    With m > 1 constraints, ``episode_cost``, ``constraint_cost``, ``total_cost``,
+    ``cost_limit``, ``multiplier`` and ``step_cost`` are sums over the constraints,
+    ``violation_rate`` is the fraction of episodes over at least one limit, and each of
+    them also comes per constraint as ``NAME_0`` ... ``NAME_{m-1}``.
+    """
     finished, transitions = collected.finished, collected.transitions
     any_finished = finished.count > 0
     safe_count = jnp.maximum(finished.count, 1.0)
+    if pieces.num_constraints > 1:
+        return per_constraint({
+            "update": new_state.update,
+            "env_steps": new_state.env_steps,
+            "episode_return": episodes.episode_return,
+            "episode_cost": episodes.episode_cost,
+            "constraint_cost": episodes.constraint_cost,
+            "episodes_finished": finished.count,
+            "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
+            "total_cost": new_state.episodes.total_cost,
+            "cost_limit": pieces.limit,
+            "multiplier": multiplier,
+            "rho": state.rho,
+            "step_reward": transitions.reward.mean(),
+            "step_cost": transitions.cost.mean(axis=(0, 1)),
+            "failed_update": new_state.failed_update,
+            "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
+            **diagnostics,
+        }, violation_rate=jnp.where(any_finished, finished.any_violations / safe_count, 0.0))
     return {
         "update": new_state.update,
         "env_steps": new_state.env_steps,
@@ -416,6 +517,24 @@ def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, epi
         "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
         **diagnostics,
     }
+
+
+PER_CONSTRAINT = ("episode_cost", "constraint_cost", "total_cost", "cost_limit", "multiplier", "step_cost",
+                  "violation_rate")
+
+
+def per_constraint(metrics: Metrics, violation_rate: jax.Array) -> Metrics:
+    """Splits the [m] metrics into scalars ``NAME_i``, keeping ``NAME`` as their sum
+    (``violation_rate``: the rate of episodes over at least one limit)."""
+    out = {}
+    for name, value in metrics.items():
+        if name not in PER_CONSTRAINT:
+            out[name] = value
+            continue
+        out[name] = violation_rate if name == "violation_rate" else value.sum()
+        for i in range(value.shape[0]):
+            out[f"{name}_{i}"] = value[i]
+    return out
 
 
 def update(pieces: Pieces, state: TrainState, rho, progress_fn: Optional[ProgressFn] = None):

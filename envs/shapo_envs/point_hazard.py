@@ -116,3 +116,50 @@ register(
     episode_length=60,
     description="pure-JAX point mass; cost 1 per step inside the hazard disc between start and goal",
 )
+
+
+# PointHazard2: a second, smaller hazard below the first, with its own limit. The short
+# path crosses the first; a detour below the first skirts the second, one above is free.
+SECOND_HAZARD_CENTRE = (0.0, -0.7)
+SECOND_HAZARD_RADIUS = 0.3
+HAZARD_LIMITS = (2.0, 1.0)  # per-episode cost limits of the first and the second hazard
+
+
+class PointHazard2(PointHazard):
+    """PointHazard with two hazard discs and a cost per disc: two constraints.
+
+    Observation (10): PointHazard's, then position minus the second hazard's centre.
+    Cost: ``[inside the first hazard, inside the second]``, each 1.0 or 0.0 per step (shape
+    [2], so the trainer tracks, limits and prices each constraint on its own).
+    """
+
+    def __init__(self, hazard_radius: float = HAZARD_RADIUS, second_hazard_radius: float = SECOND_HAZARD_RADIUS):
+        super().__init__(hazard_radius)
+        self._second_hazard_radius = second_hazard_radius
+
+    @property
+    def observation_size(self) -> int:
+        return 10
+
+    def reset(self, rng: jax.Array) -> State:
+        state = super().reset(rng)
+        info = {**state.info, "cost": jnp.zeros((2,))}
+        return state.replace(obs=self._observation(info["position"], info["velocity"]), info=info)
+
+    def hazard_cost(self, position: jax.Array) -> jax.Array:
+        """[1.0 inside the first hazard, 1.0 inside the second], else 0.0 each."""
+        second = jnp.linalg.norm(position - jnp.asarray(SECOND_HAZARD_CENTRE)) < self._second_hazard_radius
+        return jnp.stack([super().hazard_cost(position), second.astype(jnp.float32)])
+
+    def _observation(self, position: jax.Array, velocity: jax.Array) -> jax.Array:
+        return jnp.concatenate([super()._observation(position, velocity),
+                                position - jnp.asarray(SECOND_HAZARD_CENTRE)])
+
+
+register(
+    "PointHazard2",
+    PointHazard2,
+    cost_limit=HAZARD_LIMITS,
+    episode_length=60,
+    description="PointHazard with a second hazard disc below the first; cost [in first, in second], two limits",
+)

@@ -15,6 +15,10 @@ algorithm is a policy step in its own module (or one of these) and a row below.
 | trpo_pid | PID               | (A_r - lambda A_c) / (1 + lambda)        | TRPO (paper: PIDLag) |
 | cpo      | none (dual solve) | A_r and A_c separately                  | CPO                  |
 | crpo     | none (switch)     | -A_c if J_c > limit + distance, else A_r | TRPO                 |
+
+With m constraints (a task whose cost has m entries) each multiplier rule runs once per
+constraint, the Lagrangian advantage is (A_r - sum_i lambda_i A_c,i) / (1 + sum_i lambda_i),
+CRPO reduces the most violated constraint, and CPO is refused (``train.resolve_task``).
 """
 
 from __future__ import annotations
@@ -77,10 +81,18 @@ def lagrangian(reward_advantage, cost_advantage, multiplier, episode_cost, cost_
 def crpo_switch(reward_advantage, cost_advantage, multiplier, episode_cost, cost_limit, config):
     """CRPO (Xu et al. 2021): reduce cost while the constraint is violated, else ascend reward.
 
-    The paper's code uses -lambda_c A_c with lambda_c = 1 on the violating side.
+    The paper's code uses -lambda_c A_c with lambda_c = 1 on the violating side. With m
+    constraints (``episode_cost``, ``cost_limit`` [m], ``cost_advantage`` [..., m]) it
+    reduces the most violated one, the largest ``episode_cost_i - cost_limit_i``, as CRPO's
+    rule picks any violated constraint (Xu et al. 2021, Alg. 1).
     """
-    violated = episode_cost > cost_limit + config.crpo_distance
-    return jnp.where(violated, -cost_advantage, reward_advantage)
+    if jnp.ndim(episode_cost) == 0:
+        violated = episode_cost > cost_limit + config.crpo_distance
+        return jnp.where(violated, -cost_advantage, reward_advantage)
+    excess = episode_cost - cost_limit
+    worst = jnp.argmax(excess)
+    violated = excess[worst] > config.crpo_distance
+    return jnp.where(violated, -jnp.take(cost_advantage, worst, axis=-1), reward_advantage)
 
 
 __all__ = ["Algorithm", "Constraint", "MultiplierRule", "PolicyStep", "get_algorithm"]

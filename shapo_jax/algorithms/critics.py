@@ -28,13 +28,23 @@ def fit_critics(
     num_epochs: int,
     num_minibatches: int,
     l2: float = 0.0,
+    cost_apply=None,
 ):
-    """Returns the fitted params, optimizer state and mean losses."""
+    """Returns the fitted params, optimizer state and mean losses.
+
+    ``cost_apply`` (default ``critic_apply``) gives the cost values; with m constraints it
+    returns [batch, m] against ``cost_target`` [batch, m], and the cost loss is the sum of
+    the m critics' mean squared errors.
+    """
+    multi = cost_apply is not None and cost_target.ndim > 1
+    cost_apply = critic_apply if cost_apply is None else cost_apply
 
     def loss(p, minibatch):
         observation, reward_target, cost_target = minibatch
         reward_loss = value_loss(critic_apply, p["reward"], observation, reward_target)
-        cost_loss = value_loss(critic_apply, p["cost"], observation, cost_target)
+        cost_loss = value_loss(cost_apply, p["cost"], observation, cost_target)
+        if multi:
+            cost_loss = cost_loss * cost_target.shape[-1]  # mean over [batch, m] -> sum of m means
         penalty = l2 * tree_vdot(p, p) if l2 > 0 else 0.0
         return reward_loss + cost_loss + penalty, {"reward_value_loss": reward_loss, "cost_value_loss": cost_loss}
 
