@@ -359,22 +359,25 @@ def test_two_constraint_run_reports_each_constraint(tmp_path, algo):
 
 
 LEARNING = dict(env="PointHazard2", num_envs=16, unroll_length=64, num_minibatches=4, update_epochs=4,
-                total_steps=16 * 64 * 200)
+                total_steps=16 * 64 * 300)
 
 
 @pytest.mark.slow
 def test_ppo_lagrangian_keeps_both_costs_under_their_limits_and_ppo_does_not():
-    """4 seeds, 200 updates of 16 envs x 64 steps: PPO-Lag ends under both limits, with the
-    first hazard's multiplier raised; PPO crosses the first hazard and violates its limit."""
+    """4 seeds, 300 updates of 16 envs x 64 steps: averaged over seeds and the last 50
+    updates, PPO-Lag ends under both limits (limit 2 on the first hazard, 1 on the second),
+    having raised the first hazard's multiplier, and reaches the goal; PPO crosses the first
+    hazard and violates its limit. (Lagrange multipliers oscillate: the seeds' costs swing
+    around the limit for ~250 updates before they settle, hence the long run and window.)"""
 
     def run(algo):
         output = jax.block_until_ready(jax.jit(jax.vmap(make_train(TrainConfig(**LEARNING, algo=algo))))(seed_keys(0, 4)))
-        return {name: np.asarray(value)[:, -10:].mean() for name, value in output.metrics.items()}, output
+        return {name: np.asarray(value)[:, -50:].mean() for name, value in output.metrics.items()}, output
 
     constrained, output = run("ppo_lag")
     unconstrained, _ = run("ppo")
     for i, limit in enumerate(LIMITS):
         assert constrained[f"episode_cost_{i}"] <= limit, (i, constrained[f"episode_cost_{i}"])
-    assert constrained["episode_return"] > 7.0, constrained["episode_return"]
+    assert constrained["episode_return"] > 7.0, constrained["episode_return"]  # the untrained policy: about -7
     assert np.asarray(output.metrics["multiplier_0"]).max() > 0.1
-    assert any(unconstrained[f"episode_cost_{i}"] > limit for i, limit in enumerate(LIMITS))
+    assert any(unconstrained[f"episode_cost_{i}"] > limit for i, limit in enumerate(LIMITS)), unconstrained
