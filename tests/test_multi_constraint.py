@@ -381,3 +381,22 @@ def test_ppo_lagrangian_keeps_both_costs_under_their_limits_and_ppo_does_not():
     assert constrained["episode_return"] > 7.0, constrained["episode_return"]  # the untrained policy: about -7
     assert np.asarray(output.metrics["multiplier_0"]).max() > 0.1
     assert any(unconstrained[f"episode_cost_{i}"] > limit for i, limit in enumerate(LIMITS)), unconstrained
+
+
+def test_a_two_constraint_state_checkpoints_and_restores(tmp_path):
+    """The stacked multipliers, cost critics and per-constraint statistics go through a
+    checkpoint like any leaf (one-constraint states keep their shapes, so their checkpoints
+    are unchanged)."""
+    from shapo_jax.checkpoint import Checkpoints, host_copy
+
+    trainer = trainer_module.make_trainer(TrainConfig(**dict(TINY, algo="ppo_pid")))
+    keys = seed_keys(0, 2)
+    state = jax.jit(jax.vmap(trainer.init))(keys)
+    assert state.learner.multiplier_state.cost_ema_history.shape == (2, 2, trainer.config.pid_d_delay)
+    assert state.episodes.episode_cost.shape == (2, 2) and state.runner.tracker.episode_cost.shape == (2, 8, 2)
+    checkpoints = Checkpoints(str(tmp_path), create=True)
+    checkpoints.save(128, 1, host_copy(state), {"update": np.ones(2, np.int32)})
+    restored = checkpoints.restore(128, jax.eval_shape(jax.vmap(trainer.init), keys))
+    checkpoints.close()
+    for saved, loaded in zip(jax.tree.leaves(state), jax.tree.leaves(restored.state)):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
