@@ -400,3 +400,12 @@ def test_a_two_constraint_state_checkpoints_and_restores(tmp_path):
     checkpoints.close()
     for saved, loaded in zip(jax.tree.leaves(state), jax.tree.leaves(restored.state)):
         np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
+
+
+def test_plot_draws_each_constraints_limit_and_their_sum():
+    from shapo_jax.plot import limit_of
+
+    assert limit_of([2.0, 1.0], "episode_cost") == 3.0  # the panel of the summed cost
+    assert (limit_of([2.0, 1.0], "episode_cost_0"), limit_of([2.0, 1.0], "episode_cost_1")) == (2.0, 1.0)
+    assert limit_of([2.0, 1.0], "episode_cost_2") is None and limit_of(2.0, "episode_cost_0") is None
+    assert limit_of(2.0, "episode_cost") == 2.0 and limit_of(None, "episode_cost") is None
