@@ -32,6 +32,7 @@ import shapo_envs  # noqa: F401  before Brax: it silences MJX's optional-backend
 from brax.envs.base import Env, State
 
 from shapo_jax import normalization
+from shapo_jax.batching import flat_vmap
 from shapo_jax.normalization import RunningMeanStd
 
 
@@ -177,7 +178,7 @@ def collect_rollout(
     With ``cost_window``, each episode end appends its cost to it (``append_episode_costs``).
     ``cost_limit`` is an [m] array when the env's cost has m constraints.
     """
-    step_fn = jax.vmap(env.step)
+    step_fn = flat_vmap(env.step)  # one flat batch under the trainer's vmap over seeds (batching.py)
     normalize = (lambda statistics, observation: observation) if observation_statistics is None else normalization.normalize
 
     def one_step(carry, step_key):

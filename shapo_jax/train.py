@@ -31,6 +31,7 @@ from brax.training.acme import running_statistics
 
 from shapo_jax import advantages as gae
 from shapo_jax import normalization
+from shapo_jax.batching import flat_vmap
 from shapo_jax.algorithms import Algorithm, Constraint, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
 from shapo_jax.config import ConfigError, CostLimit, TrainConfig, apply_preset, validate
@@ -235,7 +236,7 @@ def init_normalizer(pieces: Pieces, env_state: State, key: jax.Array):
     observation_size = pieces.env.observation_size
     if not pieces.per_step:
         return running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32))
-    first_reset = jax.vmap(pieces.env.reset)(jax.random.split(key, pieces.config.num_envs))
+    first_reset = flat_vmap(pieces.env.reset)(jax.random.split(key, pieces.config.num_envs))
     statistics = normalization.update(normalization.RunningMeanStd.zeros(observation_size), first_reset.obs)
     return normalization.update(statistics, env_state.obs)
 
@@ -269,7 +270,7 @@ def init(pieces: Pieces, seed_key: jax.Array, rho: Optional[jax.Array] = None) -
     dummy = jnp.zeros((1, pieces.env.observation_size))
     actor_params = pieces.actor.init(actor_key, dummy)
     critic_params = {"reward": pieces.critic.init(reward_key, dummy), "cost": init_cost_critic(pieces, cost_key, dummy)}
-    env_state = jax.vmap(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
+    env_state = flat_vmap(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
     zero = jnp.zeros((), jnp.float32)
     m = pieces.num_constraints
     cost_zero = zero if m == 1 else jnp.zeros((m,), jnp.float32)
@@ -313,7 +314,7 @@ def collect(pieces: Pieces, state: TrainState, key: jax.Array) -> Collected:
     initial_env_state = state.runner.initial_env_state
     if pieces.redraw_resets:
         reset_keys = jax.random.split(jax.random.fold_in(key, 1), config.num_envs)
-        initial_env_state = jax.vmap(pieces.env.reset)(reset_keys)
+        initial_env_state = flat_vmap(pieces.env.reset)(reset_keys)
     rollout = collect_rollout(
         pieces.env, policy_for(pieces, state.learner), state.runner.env_state,
         initial_env_state, state.runner.tracker, key, config.unroll_length, pieces.episode_length, pieces.limit,
