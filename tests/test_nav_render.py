@@ -74,6 +74,10 @@ def test_frames_of_reads_each_step_and_sums_the_episode_cost():
     np.testing.assert_array_equal(frames[3].goal, [6, 7])
     del info["timer"]  # Goal and Push tasks have none
     assert all(f.timer == 0 for f in render.frames_of(types.SimpleNamespace(pipeline_state=data, info=info)))
+    # a Split task's per-kind indicators: a step costs where any kind does
+    info["cost"] = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    split = render.frames_of(types.SimpleNamespace(pipeline_state=data, info=info))
+    assert [f.cost for f in split] == [0.0, 1.0, 1.0, 0.0] and [f.episode_cost for f in split] == [0.0, 1.0, 2.0, 2.0]
 
 
 # ---------------------------------------------------------------------------------- OpenGL

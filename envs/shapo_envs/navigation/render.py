@@ -75,9 +75,12 @@ def renders(env: Any) -> bool:
 
 def frames_of(states: Any) -> list[Frame]:
     """One ``Frame`` per env state of ``states`` (a ``State`` stacked along time, numpy or JAX),
-    with the episode's cost summed from the first."""
+    with the episode's cost summed from the first. A Split task's per-kind costs [T, m] count as
+    one cost per step, 1 where any kind costs (the summed task's indicator)."""
     data, info = states.pipeline_state, states.info
     costs = np.asarray(info["cost"], np.float64)
+    if costs.ndim > 1:
+        costs = costs.max(axis=-1)
     episode_costs = np.cumsum(costs)
     timers = np.asarray(info["timer"]) if "timer" in info else np.zeros(len(costs), np.int32)
     qpos, mocap_pos, mocap_quat = (np.asarray(x) for x in (data.qpos, data.mocap_pos, data.mocap_quat))
