@@ -5,8 +5,9 @@
 #      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
 #   2. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
 #      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes; Brax
-#      PPO runs in BRAX_PYTHON, default benchmarks/brax_peer/.venv made with BRAX_PEER_CUDA=1 bash
-#      benchmarks/brax_peer/setup.sh, and is skipped when that python is absent)
+#      PPO runs in BRAX_PYTHON, default PYTHON, the same pins, through brax_peer/run.py's
+#      jax.device_put_replicated; benchmarks/brax_peer/.venv, made with BRAX_PEER_CUDA=1 bash
+#      benchmarks/brax_peer/setup.sh, runs it on Brax's own jax 0.9.2; skipped when absent)
 #   3. scaling.py: 4096 envs, 16 seeds x 256 envs
 #   4. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
@@ -27,8 +28,7 @@
 #                                      # OUT_DIR (default a new temp dir): checks the script on CPU
 #                                      # (SCALE 10 and BUDGET_S 7200 by default: CPU compiles are slow)
 # PYTHON overrides the interpreter (default .venv/bin/python); BRAX_PYTHON the one for Brax's PPO
-# (default benchmarks/brax_peer/.venv/bin/python; on a machine whose jax lacks
-# jax.device_put_replicated, brax_peer/run.py puts it back, so the same python can run both).
+# (default PYTHON).
 set -uo pipefail  # no -e: one failed part must not lose the others
 
 mode=run
@@ -47,7 +47,7 @@ SCALE="${SCALE:-1}"
 ONLY="${ONLY:-}"
 NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
 SG_PY=benchmarks/cpu_peer/.venv/bin/python
-BRAX_PY="${BRAX_PYTHON:-benchmarks/brax_peer/.venv/bin/python}"
+BRAX_PY="${BRAX_PYTHON:-$PY}"
 
 # --- the device -----------------------------------------------------------------------------
 if [ "$mode" = tiny ]; then
@@ -96,10 +96,10 @@ if [ -z "${THROUGHPUT_SKIP+set}" ]; then
   THROUGHPUT_SKIP=fisher
   "$PY" benchmarks/throughput.py --help 2> /dev/null | grep -qE -- '--skip \[\{[a-z,]*trpo' && THROUGHPUT_SKIP="fisher trpo"
 fi
-# Brax 0.14.2's PPO runs in its own venv (benchmarks/brax_peer/setup.sh); without it, no Brax PPO
+# Brax PPO needs its python; without it, no Brax PPO
 if [ ! -x "$BRAX_PY" ] && [[ " $THROUGHPUT_SKIP " != *" brax "* ]]; then
   THROUGHPUT_SKIP="$THROUGHPUT_SKIP brax"
-  summary+=("throughput: Brax PPO skipped, no $BRAX_PY (BRAX_PEER_CUDA=1 bash benchmarks/brax_peer/setup.sh)")
+  summary+=("throughput: Brax PPO skipped, no $BRAX_PY")
 fi
 # shellcheck disable=SC2206  # a word list
 [ -n "$THROUGHPUT_SKIP" ] && THROUGHPUT_SIZES+=(--skip $THROUGHPUT_SKIP)

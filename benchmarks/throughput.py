@@ -24,11 +24,12 @@ time is measured apart (``jax.jit(...).lower(...).compile()``); every timed call
                 ``env=NullEnv(...)`` (a Brax Env of the same sizes whose step costs nothing),
                 so what remains is the policy's sampling plus advantages, multiplier, the PPO
                 epochs x minibatches (with the sharpness step) and the normaliser.
-  brax_ppo      ``brax.training.agents.ppo.train`` in its own venv (``brax_peer/run.py``, run by
-                ``--brax-python``, default ``brax_peer/.venv/bin/python`` made by
-                ``brax_peer/setup.sh``: Brax 0.14.2's PPO calls ``jax.device_put_replicated``,
-                which the package's jax 0.10 no longer has), as a subprocess in lockstep with
-                this one, on the same ``shapo_envs`` task, with matched sizes: one unroll of
+  brax_ppo      ``brax.training.agents.ppo.train`` (``brax_peer/run.py``, run by ``--brax-python``,
+                default this python: the same pins; Brax 0.14.2's PPO calls
+                ``jax.device_put_replicated``, gone from jax 0.10, which ``brax_peer/run.py``
+                puts back; ``--brax-python benchmarks/brax_peer/.venv/bin/python``, made by
+                ``brax_peer/setup.sh``, runs it on the jax 0.9.2 it was released with), as a
+                subprocess in lockstep with this one, on the same ``shapo_envs`` task, with matched sizes: one unroll of
                 ``unroll_length`` per env per training step (``batch_size * num_minibatches =
                 num_envs``, batch_size counted in unrolls), ``num_updates_per_batch =
                 update_epochs``, 64-64 tanh policy and value nets, Normal policy (ours is an
@@ -52,8 +53,8 @@ rounds of the ratio of the paired iterations:
   trpo_shapo_overhead    SHAPO-TRPO-PID / TRPO-PID time per iteration (target <= 1.10)
   train_vs_env_only      PPO-Lag steps/s / env-only steps/s           (target >= 0.7)
 
-  bash benchmarks/brax_peer/setup.sh   # once (or --skip brax)
   python benchmarks/throughput.py --quick --out benchmarks/results/throughput_cpu_quick.json
+  bash benchmarks/brax_peer/setup.sh   # Brax PPO on its own pins: --brax-python benchmarks/brax_peer/.venv/bin/python
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-BRAX_PYTHON = os.path.join(HERE, "brax_peer", ".venv", "bin", "python")
+BRAX_PYTHON = sys.executable  # the same pins; brax_peer/.venv/bin/python for Brax's own (jax 0.9.2)
 BRAX_RUN = os.path.join(HERE, "brax_peer", "run.py")
 
 TARGETS = {
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", nargs="*", default=[], choices=("brax", "euclidean", "fisher", "trpo"),
                    help="variants to leave out (their ratios are then null)")
     p.add_argument("--brax-python", default=BRAX_PYTHON,
-                   help="python of the venv that runs Brax's PPO trainer (made by brax_peer/setup.sh)")
+                   help="python that runs Brax's PPO trainer (default this one; brax_peer/setup.sh makes a venv "
+                        "with Brax's own pins, jax 0.9.2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="CPU smoke: 64 envs x 64 steps, 4 minibatches x 4 epochs, 8 rounds (about 5 min on 2 idle cores)")
@@ -195,7 +197,8 @@ def check_brax_python(args) -> None:
     if "brax" in args.skip or os.path.exists(args.brax_python):
         return
     raise SystemExit(f"throughput.py: no Brax PPO python at {args.brax_python}; "
-                     f"run `bash benchmarks/brax_peer/setup.sh` first, or pass --skip brax")
+                     f"leave --brax-python out (this python), run `bash benchmarks/brax_peer/setup.sh` for "
+                     f"that venv, or pass --skip brax")
 
 
 def main(argv=None) -> int:

@@ -360,13 +360,16 @@ def test_throughput_tiny_with_a_fake_brax_peer(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(BRAX_PYTHON), reason="no Brax peer venv (bash benchmarks/brax_peer/setup.sh)")
-def test_brax_peer_trains_brax_ppo():
-    """The real peer: Brax 0.14.2's PPO trainer on an MJX task in the peer venv, one JSON line per epoch.
+@pytest.mark.parametrize("python", [sys.executable, BRAX_PYTHON], ids=["project_pins", "brax_peer_venv"])
+def test_brax_peer_trains_brax_ppo(python):
+    """The real peer: Brax 0.14.2's PPO trainer on an MJX task, one JSON line per epoch; on the
+    project's own jax (>= 0.10) through run.py's ``device_put_replicated``, in the peer venv on 0.9.2.
 
     (PointHazard would compile faster, but its step rebuilds ``info``, which Brax's wrappers extend.)
     """
-    done = subprocess.run([BRAX_PYTHON, os.path.join(BENCHMARKS, "brax_peer", "run.py"), "--env", "SafetyHopperVelocity",
+    if not os.path.exists(python):
+        pytest.skip("no Brax peer venv (bash benchmarks/brax_peer/setup.sh)")
+    done = subprocess.run([python, os.path.join(BENCHMARKS, "brax_peer", "run.py"), "--env", "SafetyHopperVelocity",
                            "--num-envs", "4", "--unroll-length", "4", "--num-minibatches", "2", "--update-epochs", "1",
                            "--epochs", "3"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -374,7 +377,9 @@ def test_brax_peer_trains_brax_ppo():
     assert [line["epoch"] for line in lines[:-1]] == [0, 1, 2]
     record = lines[-1]
     assert record["benchmark"] == "brax_peer_ppo" and len(record["epoch_s"]) == 3 and min(record["epoch_s"]) > 0
-    assert record["versions"]["brax"] == "0.14.2" and record["versions"]["jax"] == "0.9.2"
+    old_jax = record["versions"]["jax"] == "0.9.2"
+    assert record["versions"]["brax"] == "0.14.2" and old_jax == (python == BRAX_PYTHON)
+    assert record["device_put_replicated_shim"] == (not old_jax)
     assert record["steps_per_epoch"] == 16 and record["setup_s"] > 0
 
 
