@@ -176,13 +176,19 @@ def resolve(args) -> Grid:
 
 
 def cell_config(grid: Grid, task: str, algo: str):
-    """The cell's TrainConfig: the paper preset resolved once (SHAPO on, so the transform is in the
-    program), then frozen (preset none) so that the overrides stay; fall tasks keep their own limit."""
-    from shapo_jax.config import TrainConfig, apply_preset
+    """The cell's TrainConfig: the paper preset resolved once (``shapo_jax.config.resolve``; SHAPO
+    on, so the transform is in the program), then frozen (preset none) so that the overrides
+    stay; fall tasks keep their own limit. ``prepare`` resolves it again, which checks the
+    overrides and fills what they left to the task."""
+    from shapo_jax.config import ConfigError, TrainConfig
+    from shapo_jax.config import resolve as resolve_config
 
-    config = apply_preset(TrainConfig(env=task, algo=algo, preset="paper", geometry="fisher",
-                                      perturbation_target_kl=grid.target_kl, num_seeds=2 * grid.seeds, seed=grid.seed,
-                                      progress=False, compilation_cache=False))
+    try:
+        config = resolve_config(TrainConfig(env=task, algo=algo, preset="paper", geometry="fisher",
+                                            perturbation_target_kl=grid.target_kl, num_seeds=2 * grid.seeds,
+                                            seed=grid.seed, progress=False, compilation_cache=False))
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     config = dataclasses.replace(config, preset="none", **grid.sizes)
     if task in FALL_TASKS:
         config = dataclasses.replace(config, cost_limit=None)  # the task's own
@@ -211,14 +217,12 @@ def check_checkpoints(config, checkpoint_every: int) -> None:
 
 
 def cell_settings(config, grid: Grid) -> dict:
-    """What a cell was trained with: a finished cell is reused only if these are equal."""
-    from shapo_jax.train import resolve_task
-
-    cost_limit, episode_length = resolve_task(config)
+    """What a cell was trained with (``config`` resolved): a finished cell is reused only if
+    these are equal."""
     fields = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in ("num_seeds", "out", "progress", "compilation_cache")}
     settings = {**fields, "seeds_per_arm": grid.seeds, "rho": {"base": 0.0, "shapo": math.sqrt(2 * grid.target_kl)},
-                "resolved_cost_limit": cost_limit, "resolved_episode_length": episode_length,
+                "resolved_cost_limit": config.cost_limit, "resolved_episode_length": config.episode_length,
                 "final_window": grid.final_window}
     return json.loads(json.dumps(settings))  # as it reads back from the file (tuples as lists)
 
@@ -230,7 +234,12 @@ def cell_path(out: str, task: str, algo: str) -> str:
 def differing_settings(path: str, earlier: dict, settings: dict) -> None:
     """``UsageError`` naming --out if ``earlier`` (read from ``path``) differs from ``settings``;
     fields only one side knows are ignored (a config field added since)."""
-    differing = sorted(k for k in settings.keys() & earlier.keys() if settings[k] != earlier[k])
+    from shapo_jax.config import TASK_DEFAULTS
+
+    # Cells written before configs were resolved hold null for the task defaults; their
+    # values are in resolved_cost_limit and resolved_episode_length.
+    same = lambda k: settings[k] == earlier[k] or (k in TASK_DEFAULTS and earlier[k] is None)  # noqa: E731
+    differing = sorted(k for k in settings.keys() & earlier.keys() if not same(k))
     if differing:
         raise UsageError(f"--out: {path} was trained with other settings ({', '.join(differing[:4])}); "
                          f"give another --out or delete it")
@@ -560,7 +569,8 @@ def print_cell(summary: dict) -> None:
 def prepare(args):
     """Every check before anything compiles: the grid, each cell's config, the output
     directory and the cells already finished there. Returns (grid, out, [(config, settings, cell or None)])."""
-    from shapo_jax.config import ConfigError, validate
+    from shapo_jax.config import ConfigError
+    from shapo_jax.config import resolve as resolve_config
 
     grid = resolve(args)
     import jax
@@ -572,9 +582,8 @@ def prepare(args):
     plan = []
     for task in grid.tasks:
         for algo in grid.algos:
-            config = cell_config(grid, task, algo)
             try:
-                validate(config)
+                config = resolve_config(cell_config(grid, task, algo))
             except ConfigError as error:
                 raise UsageError(str(error)) from None
             settings = cell_settings(config, grid)

@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def paper_config(args):
-    """The paper preset resolved once, then frozen (preset none) so overrides equal to a default stay."""
-    from shapo_jax.config import TrainConfig, apply_preset
+    """The paper preset resolved once (``shapo_jax.config.resolve``), then frozen (preset none) so
+    overrides equal to a default stay; ``make_trainer`` resolves the result again, which checks them."""
+    from shapo_jax.config import TrainConfig, resolve
 
-    config = apply_preset(TrainConfig(env=args.env, algo=args.algo, preset="paper", num_seeds=args.seeds,
-                                      seed=args.seed, progress=False, compilation_cache=False))
+    config = resolve(TrainConfig(env=args.env, algo=args.algo, preset="paper", num_seeds=args.seeds,
+                                 seed=args.seed, progress=False, compilation_cache=False))
     overrides = {n: getattr(args, n) for n in OVERRIDABLE if getattr(args, n) is not None}
     config = dataclasses.replace(config, preset="none", **overrides)
     return dataclasses.replace(config, total_steps=config.steps_per_update * (args.updates + 1)), overrides

@@ -16,7 +16,7 @@ _XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_XLA_FLAG}".strip()
 
-from shapo_jax.config import ConfigError, TrainConfig, validate
+from shapo_jax.config import ConfigError, TrainConfig, resolve, validate
 from shapo_jax.sharpness import SharpnessAwareState, sharpness_aware
 
 # name -> module that defines it, imported on first access
@@ -26,7 +26,7 @@ _LAZY = {
     **dict.fromkeys(("list_envs", "make_env", "register"), "shapo_envs"),
 }
 
-__all__ = ["ConfigError", "TrainConfig", "validate", "SharpnessAwareState", "sharpness_aware", *_LAZY]
+__all__ = ["ConfigError", "TrainConfig", "resolve", "validate", "SharpnessAwareState", "sharpness_aware", *_LAZY]
 
 
 def __getattr__(name: str):

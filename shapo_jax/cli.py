@@ -98,21 +98,32 @@ def versions() -> dict[str, str]:
     return found
 
 
-def resolved_config(config, cost_limit, episode_length: int) -> dict[str, Any]:
-    """What config.json records: every flag, the task defaults it resolved to (the cost limit:
-    a number, or a list of one per constraint), derived sizes."""
-    from shapo_jax.train import resolve_redraw_resets
-
+def resolved_config(config) -> dict[str, Any]:
+    """What config.json records: every flag of the resolved ``config`` (``config.resolve``: the
+    task defaults as values; the cost limit a number, or a list of one per constraint) and
+    the derived sizes."""
     return {
         **dataclasses.asdict(config),
-        "cost_limit": list(cost_limit) if isinstance(cost_limit, tuple) else cost_limit,
-        "episode_length": episode_length,
-        "redraw_resets": resolve_redraw_resets(config),
         "perturbation_radius": config.perturbation_radius,
         "num_updates": config.num_updates,
         "steps_per_update": config.steps_per_update,
         "minibatch_size": config.minibatch_size,
     }
+
+
+def settings_changed(saved: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
+    """``--flag OLD (now NEW)`` for each training setting of the run recorded in ``saved`` (a
+    config.json) that differs from ``resolved``. The saved config is resolved too, so a file
+    written by an older version, with nulls for the task defaults or without a newer field,
+    reads as the values it ran with."""
+    from shapo_jax.checkpoint import incompatible_settings
+    from shapo_jax.config import ConfigError, TrainConfig, from_record, resolve
+
+    try:
+        saved = resolved_config(resolve(from_record(saved)))
+    except (ConfigError, TypeError, ValueError):
+        pass  # a file this version cannot resolve: compare it as written
+    return incompatible_settings(saved, resolved, dataclasses.fields(TrainConfig))
 
 
 def check_checkpoints(config, resolved: dict[str, Any]):
@@ -122,8 +133,8 @@ def check_checkpoints(config, resolved: dict[str, Any]):
     without ``--checkpoint-every``); a resume must use the same training flags. Raises
     ``ConfigError`` naming the flag.
     """
-    from shapo_jax.checkpoint import Checkpoints, checkpoint_dir, incompatible_settings
-    from shapo_jax.config import ConfigError, TrainConfig
+    from shapo_jax.checkpoint import Checkpoints, checkpoint_dir
+    from shapo_jax.config import ConfigError
     from shapo_jax.distributed import is_primary
 
     if config.out is None or not is_primary():
@@ -143,7 +154,7 @@ def check_checkpoints(config, resolved: dict[str, Any]):
     if steps and os.path.exists(config_path):
         with open(config_path) as f:
             saved = json.load(f)
-        differences = incompatible_settings(saved, resolved, dataclasses.fields(TrainConfig))
+        differences = settings_changed(saved, resolved)
         if differences:
             raise ConfigError("resume", f"{config.out} was trained with other settings: {', '.join(differences)}")
     if steps and steps[-1] > config.total_steps:
@@ -167,15 +178,15 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     import numpy as np
 
     from shapo_jax import distributed
-    from shapo_jax.config import ConfigError, apply_preset
+    from shapo_jax.config import ConfigError, resolve
     from shapo_jax.checkpoint import host_copy, policy_of, save_policy
     from shapo_jax.reporting import Reporter, clear_earlier_run, start_wandb, truncate_metrics, write_json
-    from shapo_jax.train import make_trainer, resolve_task, seed_keys
+    from shapo_jax.train import make_trainer, seed_keys
 
     primary = distributed.is_primary()
     say = print if primary else _silent
-    config = apply_preset(dataclasses.replace(config, out=out))  # what the trainer runs, and what config.json records
-    resolved = resolved_config(config, *resolve_task(config))
+    config = resolve(dataclasses.replace(config, out=out))  # what the trainer runs, and what config.json records
+    resolved = resolved_config(config)
     checkpoints = _checkpoints_agreed(config, resolved)
     cache_dir = enable_compilation_cache(config.compilation_cache)
     try:
@@ -521,9 +532,8 @@ class NonFiniteTrainingError(RuntimeError):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _quiet_imports()
-    import shapo_envs
     from shapo_envs.registry import EnvCostError
-    from shapo_jax.config import ConfigError, apply_preset, import_env_module, validate
+    from shapo_jax.config import ConfigError, resolve
     from shapo_jax.distributed import is_primary
     from shapo_jax.reporting import require_wandb
 
@@ -531,8 +541,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = parse_flags(argv)
         if config.multi_host:  # first: JAX must not have touched a device before it joins
             _join_distributed(config)
-        import_env_module(config)  # --env-module: its register() calls add tasks for --env
-        validate(apply_preset(config), shapo_envs.list_envs())  # before anything compiles
+        config = resolve(config)  # --env-module imported, preset, validation, task defaults: before anything compiles
         require_wandb(config)
         if is_primary():  # the process that writes
             prepare_out(config.out)

@@ -3,6 +3,11 @@
 Every field is a command-line flag of ``shapo-train`` (``num_envs`` is ``--num-envs``); the
 field docstrings are the ``--help`` text. ``validate`` raises ``ConfigError`` naming the
 flag as the user typed it, so a bad value fails in milliseconds, not after compilation.
+
+``resolve`` settles a config once, as MuJoCo Playground's ``default_config()`` + overrides:
+preset, validation and the task's defaults (``TASK_DEFAULTS``) in one function, whose result
+has no field left at "default". Every entry point runs it (``make_trainer``, ``shapo-train``,
+whose config.json records the result, ``shapo-eval`` and the benchmarks).
 """
 
 from __future__ import annotations
@@ -239,6 +244,73 @@ def apply_preset(config: TrainConfig) -> TrainConfig:
     defaults = TrainConfig()
     changes = {name: value for name, value in values.items() if getattr(config, name) == getattr(defaults, name)}
     return dataclasses.replace(config, **changes)
+
+
+# Fields whose None means "the task's own" (its ``shapo_envs.EnvSpec``); ``resolve`` fills them.
+TASK_DEFAULTS = ("cost_limit", "episode_length", "redraw_resets")
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """The fully resolved config every entry point runs: ``--env-module`` imported, the preset
+    applied, every field validated, and the task defaults filled from the registry.
+
+    The one place where "default" turns into a value: afterwards ``cost_limit`` is a float
+    (or a tuple of m floats for a task whose cost has m constraints; one limit given applies
+    to all), ``episode_length`` an int and ``redraw_resets`` a bool, and ``hidden_sizes`` a
+    tuple (a config read back from JSON has lists). Idempotent: ``resolve(resolve(c)) ==
+    resolve(c)``, so a recorded config.json resolves to itself. ``ConfigError`` naming the
+    first bad flag, before anything compiles. Needs the task registry (``shapo_envs``, which
+    loads MuJoCo and Brax), imported here on first use so that this module stays light.
+    """
+    import shapo_envs
+
+    import_env_module(config)
+    config = validate(apply_preset(config), shapo_envs.list_envs())
+    spec = shapo_envs.get_spec(config.env)
+    return dataclasses.replace(
+        config,
+        cost_limit=resolve_cost_limit(config, spec),
+        episode_length=spec.episode_length if config.episode_length is None else int(config.episode_length),
+        redraw_resets=spec.redraw_resets if config.redraw_resets is None else bool(config.redraw_resets),
+        hidden_sizes=tuple(config.hidden_sizes),
+    )
+
+
+def resolve_cost_limit(config: TrainConfig, spec) -> CostLimit:
+    """``--cost-limit`` for the task ``spec`` (a ``shapo_envs.EnvSpec``), else the task's own.
+
+    A float for a task with one constraint, a tuple of m floats for one whose cost has m
+    entries (``spec.num_constraints``); one limit given for such a task applies to every
+    constraint. ``ConfigError`` naming ``--cost-limit`` for another count, and naming ``--algo``
+    for CPO with m > 1 (its dual solve handles one constraint).
+    """
+    m = spec.num_constraints
+    if m > 1 and config.algo == "cpo":
+        raise ConfigError("algo", f"cpo solves for one constraint and {config.env} has {m}; use ppo_lag, ppo_pid, "
+                                  f"trpo_lag, trpo_pid or crpo")
+    if config.cost_limit is None:
+        return spec.cost_limit
+    given = tuple(config.cost_limit) if isinstance(config.cost_limit, (tuple, list)) else (config.cost_limit,)
+    if len(given) not in (1, m):
+        cost = "a scalar cost" if m == 1 else f"a cost of {m} constraints"
+        expected = "one limit" if m == 1 else f"one limit (for all) or {m}"
+        raise ConfigError("cost_limit", f"{config.env} has {cost}: give {expected}, got {len(given)} "
+                                        f"({','.join(f'{x:g}' for x in given)})")
+    if m == 1:
+        return float(given[0])
+    return tuple(float(x) for x in (given * m if len(given) == 1 else given))
+
+
+def from_record(recorded: dict) -> TrainConfig:
+    """The ``TrainConfig`` of a config.json's contents: its known fields (an older file may
+    lack some, which take their defaults, or hold nulls for task defaults, which ``resolve``
+    fills); the derived entries (``num_updates``, ``device``, ...) are left out."""
+    values = {f.name: recorded[f.name] for f in dataclasses.fields(TrainConfig) if f.name in recorded}
+    if "hidden_sizes" in values:
+        values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    if isinstance(values.get("cost_limit"), list):
+        values["cost_limit"] = tuple(values["cost_limit"])
+    return TrainConfig(**values)
 
 
 def import_env_module(config: TrainConfig) -> None:

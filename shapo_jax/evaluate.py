@@ -28,23 +28,26 @@ class EvalError(RuntimeError):
 
 
 def load_config(run_dir: str):
-    """The run's ``TrainConfig`` from its config.json (task defaults as they were resolved);
-    a run of a user task imports its ``--env-module`` again, so that the task is registered."""
-    from shapo_jax.config import ConfigError, TrainConfig, import_env_module
+    """The run's resolved ``TrainConfig`` (``config.resolve``) from its config.json: the task
+    defaults as they were recorded (a file of an older version, with nulls for them, gets the
+    task's own); a run of a user task imports its ``--env-module`` again, so that the task is
+    registered."""
+    from shapo_jax.config import ConfigError, from_record, import_env_module, resolve
 
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise EvalError(f"{path} not found: --run must be the --out DIR of a shapo-train run")
     with open(path) as f:
         saved = json.load(f)
-    values = {f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved}
-    values["hidden_sizes"] = tuple(values.get("hidden_sizes", TrainConfig.hidden_sizes))
-    config = TrainConfig(**{**values, "resume": False, "progress": False, "out": run_dir})
+    config = dataclasses.replace(from_record(saved), resume=False, progress=False, out=run_dir)
     try:
         import_env_module(config)
     except ConfigError as error:
         raise EvalError(f"{run_dir} trained a task from {error}") from None
-    return config
+    try:
+        return resolve(config)
+    except ConfigError as error:
+        raise EvalError(f"{path}: {error}") from None
 
 
 def load_state(run_dir: str, trainer, step: Optional[int]):

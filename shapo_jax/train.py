@@ -34,7 +34,7 @@ from shapo_jax import normalization
 from shapo_jax.batching import flat_vmap
 from shapo_jax.algorithms import Algorithm, Constraint, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
-from shapo_jax.config import ConfigError, CostLimit, TrainConfig, apply_preset, validate
+from shapo_jax.config import CostLimit, TrainConfig, resolve
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
 from shapo_jax.rollout import CostWindow, EpisodeTracker, FinishedEpisodes, Transition, collect_rollout
@@ -94,14 +94,14 @@ class TrainOutput(NamedTuple):
     metrics: Metrics  # each leaf stacked over updates: [num_updates]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Trainer:
     """The pieces of ``train``, for callers that drive updates themselves (benchmarks, resume)."""
 
-    config: TrainConfig
+    config: TrainConfig  # resolved (config.resolve): no field left at "the task's own"
     env: Env
-    cost_limit: CostLimit  # a float, or a tuple of m floats for a task with m constraints
-    episode_length: int
+    cost_limit: CostLimit  # config.cost_limit: a float, or a tuple of m floats for a task with m constraints
+    episode_length: int  # config.episode_length
     init: Callable[..., TrainState]  # init(key, rho=None)
     # act(actor_params, normalizer, observation, key) -> (sampled action, its log-prob, mean action),
     # actions unclipped (the env step clips them)
@@ -113,57 +113,19 @@ class Trainer:
     update_at_own_radius: Optional[Callable[[TrainState], tuple[TrainState, Metrics]]] = None
 
 
-def resolve_task(config: TrainConfig) -> tuple[CostLimit, int]:
-    """The cost limit and episode length: the flags if given, else the task's defaults.
-
-    The cost limit is a float for a task with one constraint and a tuple of m floats for one
-    whose cost has m entries (``EnvSpec.num_constraints``); one limit given for such a task
-    applies to every constraint. ``ConfigError`` naming ``--cost-limit`` for another count, and
-    naming ``--algo`` for CPO with m > 1 (its dual solve handles one constraint).
-    """
-    spec = shapo_envs.get_spec(config.env)
-    episode_length = spec.episode_length if config.episode_length is None else config.episode_length
-    return resolve_cost_limit(config, spec), int(episode_length)
-
-
-def resolve_cost_limit(config: TrainConfig, spec) -> CostLimit:
-    m = spec.num_constraints
-    if m > 1 and config.algo == "cpo":
-        raise ConfigError("algo", f"cpo solves for one constraint and {config.env} has {m}; use ppo_lag, ppo_pid, "
-                                  f"trpo_lag, trpo_pid or crpo")
-    if config.cost_limit is None:
-        return spec.cost_limit
-    given = tuple(config.cost_limit) if isinstance(config.cost_limit, (tuple, list)) else (config.cost_limit,)
-    if len(given) not in (1, m):
-        cost = "a scalar cost" if m == 1 else f"a cost of {m} constraints"
-        expected = "one limit" if m == 1 else f"one limit (for all) or {m}"
-        raise ConfigError("cost_limit", f"{config.env} has {cost}: give {expected}, got {len(given)} "
-                                        f"({','.join(f'{x:g}' for x in given)})")
-    if m == 1:
-        return float(given[0])
-    return tuple(float(x) for x in (given * m if len(given) == 1 else given))
-
-
-def resolve_redraw_resets(config: TrainConfig) -> bool:
-    """``--redraw-resets`` if given, else the task's default."""
-    if config.redraw_resets is not None:
-        return bool(config.redraw_resets)
-    return shapo_envs.get_spec(config.env).redraw_resets
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Pieces:
     """The static parts of a run, which the update's functions close over (nothing traced)."""
 
-    config: TrainConfig  # validated, preset applied
+    config: TrainConfig  # resolved (config.resolve): preset applied, validated, task defaults filled
     env: Env
     algorithm: Algorithm
     actor: GaussianActor
     critic: Critic
     critic_optimizer: optax.GradientTransformation
-    cost_limit: CostLimit  # a float (one constraint) or m floats
-    episode_length: int
-    redraw_resets: bool
+    cost_limit: CostLimit  # config.cost_limit: a float (one constraint) or m floats
+    episode_length: int  # config.episode_length
+    redraw_resets: bool  # config.redraw_resets
 
     @property
     def num_constraints(self) -> int:
@@ -183,18 +145,23 @@ class Pieces:
 
 
 def make_pieces(config: TrainConfig, env: Optional[Env] = None) -> Pieces:
-    """Validates ``config`` (preset applied) and builds the run's static parts."""
-    config = validate(apply_preset(config), shapo_envs.list_envs())
-    cost_limit, episode_length = resolve_task(config)
+    """Resolves ``config`` (``config.resolve``: preset, validation, task defaults) and builds
+    the run's static parts."""
+    config = resolve(config)
     env = env if env is not None else shapo_envs.make_env(config.env)
     critic_optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
     )
     return Pieces(
-        config, env, get_algorithm(config.algo),
-        GaussianActor(config.hidden_sizes, env.action_size, config.initialization),
-        Critic(config.hidden_sizes, config.initialization),
-        critic_optimizer, cost_limit, episode_length, resolve_redraw_resets(config),
+        config=config,
+        env=env,
+        algorithm=get_algorithm(config.algo),
+        actor=GaussianActor(config.hidden_sizes, env.action_size, config.initialization),
+        critic=Critic(config.hidden_sizes, config.initialization),
+        critic_optimizer=critic_optimizer,
+        cost_limit=config.cost_limit,
+        episode_length=config.episode_length,
+        redraw_resets=config.redraw_resets,
     )
 
 
@@ -578,7 +545,9 @@ def update(pieces: Pieces, state: TrainState, rho, progress_fn: Optional[Progres
 
 
 def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, env: Optional[Env] = None) -> Trainer:
-    """Builds the pure functions of a run; validates ``config`` first (nothing compiles here).
+    """Builds the pure functions of a run; resolves ``config`` first (``config.resolve``:
+    preset, validation, task defaults; nothing compiles here), and ``Trainer.config`` is that
+    resolved config.
 
     Args:
       config: the run's settings.
@@ -606,8 +575,9 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
         return TrainOutput(state, metrics)
 
     return Trainer(
-        config, pieces.env, pieces.cost_limit, pieces.episode_length, functools.partial(init, pieces),
-        functools.partial(act, pieces), update_at_config_radius, train, update_at_own_radius,
+        config=config, env=pieces.env, cost_limit=pieces.cost_limit, episode_length=pieces.episode_length,
+        init=functools.partial(init, pieces), act=functools.partial(act, pieces), update=update_at_config_radius,
+        train=train, update_at_own_radius=update_at_own_radius,
     )
 
 

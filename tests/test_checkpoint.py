@@ -181,6 +181,22 @@ def test_resume_with_other_training_flags_fails_with_one_line_listing_them(finis
     assert "--total-steps" not in lines[0]  # may grow
 
 
+def test_a_run_whose_config_json_has_nulls_for_task_defaults_still_resumes(finished_run, tmp_path, capsys):
+    """config.json as versions before ``config.resolve`` could write it (nulls for the task's
+    defaults, no redraw_resets): --resume resolves it and continues the run."""
+    out = tmp_path / "out"
+    shutil.copytree(finished_run[0], out)
+    recorded = read_json(out / "config.json")
+    recorded["cost_limit"] = None
+    del recorded["redraw_resets"]
+    (out / "config.json").write_text(json.dumps(recorded))
+    argv = small_args(total_steps=4 * STEPS_PER_UPDATE, checkpoint_every=2 * STEPS_PER_UPDATE)
+    assert cli.main(argv + ["--out", str(out), "--resume", "--no-compilation-cache"]) == 0, capsys.readouterr().err
+    assert read_json(out / "summary.json")["resumed_from_step"] == 4 * STEPS_PER_UPDATE
+    rewritten = read_json(out / "config.json")
+    assert rewritten["cost_limit"] == 2.0 and rewritten["redraw_resets"] is False
+
+
 def test_fresh_run_refuses_to_overwrite_checkpoints(finished_run, capsys):
     argv = small_args(total_steps=512, checkpoint_every=256) + ["--out", str(finished_run[0])]
     assert cli.main(argv) == cli.EXIT_USAGE

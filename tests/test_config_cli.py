@@ -219,6 +219,8 @@ def test_cli_train_outputs(train_runs):
     config = read_json(out / "config.json")
     assert config["algo"] == "ppo_lag" and config["geometry"] == "euclidean" and config["rho"] == 0.0
     assert config["env"] == "PointHazard" and config["num_updates"] == 2 and config["episode_length"] == 8
+    # resolved: the task's defaults as values (PointHazard: limit 2, layouts kept), no nulls for them
+    assert config["cost_limit"] == 2.0 and config["redraw_resets"] is False
     assert config["device"].startswith("cpu")
     assert isinstance(config["versions"]["jax"], str) and config["versions"]["jax"][0].isdigit()
 

@@ -21,7 +21,7 @@ from shapo_envs.registry import EnvCostError
 from shapo_jax import TrainConfig, cli, make_train, multipliers, seed_keys
 from shapo_jax import train as trainer_module
 from shapo_jax.algorithms import get_algorithm
-from shapo_jax.config import ConfigError, validate
+from shapo_jax.config import ConfigError, resolve, validate
 from shapo_jax.rollout import CostWindow, append_constraint_costs, append_episode_costs
 
 TINY = dict(env="PointHazard2", num_envs=8, unroll_length=16, num_minibatches=2, update_epochs=2,
@@ -104,15 +104,16 @@ def test_make_env_rejects_a_cost_that_does_not_fit_the_limits(registered, cost_s
 # --- Limits from the command line ----------------------------------------------------------
 
 
-def resolve(**fields):
-    return trainer_module.resolve_task(TrainConfig(**fields))[0]
+def limit_of(**fields):
+    return resolve(TrainConfig(**fields)).cost_limit
 
 
 def test_limits_resolve_per_task():
-    assert resolve(env="PointHazard2") == LIMITS
-    assert resolve(env="PointHazard2", cost_limit=(5.0, 15.0)) == (5.0, 15.0)
-    assert resolve(env="PointHazard2", cost_limit=4.0) == (4.0, 4.0)  # one value: every constraint
-    assert resolve(env="PointHazard", cost_limit=3.0) == 3.0 and isinstance(resolve(env="PointHazard"), float)
+    assert limit_of(env="PointHazard2") == LIMITS
+    assert limit_of(env="PointHazard2", cost_limit=(5.0, 15.0)) == (5.0, 15.0)
+    assert limit_of(env="PointHazard2", cost_limit=4.0) == (4.0, 4.0)  # one value: every constraint
+    assert limit_of(env="PointHazard2", cost_limit=[5.0, 15.0]) == (5.0, 15.0)  # as config.json holds it
+    assert limit_of(env="PointHazard", cost_limit=3.0) == 3.0 and isinstance(limit_of(env="PointHazard"), float)
 
 
 @pytest.mark.parametrize("fields,flag", [
@@ -122,7 +123,7 @@ def test_limits_resolve_per_task():
 ])
 def test_limits_that_do_not_fit_the_task_fail_naming_the_flag(fields, flag):
     with pytest.raises(ConfigError) as error:
-        resolve(**fields)
+        limit_of(**fields)
     assert error.value.flag == flag and "\n" not in str(error.value)
 
 
@@ -165,10 +166,9 @@ def test_cli_fails_in_one_line_before_compiling(monkeypatch, capsys, argv, flag)
 
 def test_config_json_records_the_limits_as_a_list():
     config = TrainConfig(env="PointHazard2", cost_limit=4.0)
-    resolved = cli.resolved_config(config, *trainer_module.resolve_task(config))
+    resolved = cli.resolved_config(resolve(config))
     assert json.loads(json.dumps(resolved))["cost_limit"] == [4.0, 4.0]
-    scalar = TrainConfig(env="PointHazard")
-    assert cli.resolved_config(scalar, *trainer_module.resolve_task(scalar))["cost_limit"] == 2.0
+    assert cli.resolved_config(resolve(TrainConfig(env="PointHazard")))["cost_limit"] == 2.0
 
 
 # --- The pieces against references ----------------------------------------------------------

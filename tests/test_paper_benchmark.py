@@ -108,18 +108,18 @@ def test_bad_input_from_the_command_line_exits_2_without_traceback(tmp_path):
 
 
 def test_fall_tasks_keep_their_own_cost_limit():
-    from shapo_jax.train import resolve_task
+    from shapo_jax.config import resolve
 
     grid = paper.resolve(paper.build_parser().parse_args([]))
     assert grid.tasks == paper.PAPER_TASKS and grid.algos == ("trpo_pid", "cpo", "crpo")
     navigation = paper.cell_config(grid, "SafetyPointGoal1", "cpo")
-    assert resolve_task(navigation)[0] == 10.0  # the paper preset's
+    assert resolve(navigation).cost_limit == 10.0  # the paper preset's
     assert navigation.geometry == "fisher" and navigation.perturbation_target_kl == 1e-5
     assert (navigation.steps_per_update, navigation.total_steps) == (20_000, 10_000_000)
     for task in paper.FALL_TASKS:
         import shapo_envs
 
-        assert resolve_task(paper.cell_config(grid, task, "trpo_pid"))[0] == shapo_envs.get_spec(task).cost_limit < 1
+        assert resolve(paper.cell_config(grid, task, "trpo_pid")).cost_limit == shapo_envs.get_spec(task).cost_limit < 1
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from brax.envs.base import Env, State
 
 from shapo_jax import TrainConfig, cli, normalization
-from shapo_jax.config import apply_preset
+from shapo_jax.config import apply_preset, resolve
 from shapo_jax.networks import Critic, GaussianActor
 from shapo_jax.rollout import CostWindow, append_episode_costs, collect_rollout
 from shapo_jax.train import make_trainer, seed_keys
@@ -278,7 +278,7 @@ def test_torch_initial_action_means_are_of_order_a_third_orthogonal_near_zero():
 def test_paper_presets_turn_the_released_setup_on_and_config_json_records_it(preset):
     config = apply_preset(TrainConfig(preset=preset, algo="trpo_pid"))
     assert (config.cost_window, config.observation_normalization, config.initialization) == (50, "step", "torch")
-    recorded = cli.resolved_config(config, 10.0, 1000)
+    recorded = cli.resolved_config(resolve(config))
     assert recorded["cost_window"] == 50 and recorded["observation_normalization"] == "step"
     assert recorded["initialization"] == "torch"
     defaults = TrainConfig()

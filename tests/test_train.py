@@ -173,8 +173,8 @@ def test_reset_states_are_redrawn_each_update_only_when_asked(redraw):
 
 
 def test_navigation_tasks_redraw_their_layouts_by_default():
-    from shapo_jax.train import resolve_redraw_resets
+    from shapo_jax.config import resolve
 
-    assert resolve_redraw_resets(TrainConfig(env="SafetyPointGoal1"))
-    assert not resolve_redraw_resets(TrainConfig(env="PointHazard"))
-    assert not resolve_redraw_resets(TrainConfig(env="SafetyPointGoal1", redraw_resets=False))
+    assert resolve(TrainConfig(env="SafetyPointGoal1")).redraw_resets is True
+    assert resolve(TrainConfig(env="PointHazard")).redraw_resets is False
+    assert resolve(TrainConfig(env="SafetyPointGoal1", redraw_resets=False)).redraw_resets is False

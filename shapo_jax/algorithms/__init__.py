@@ -18,7 +18,7 @@ algorithm is a policy step in its own module (or one of these) and a row below.
 
 With m constraints (a task whose cost has m entries) each multiplier rule runs once per
 constraint, the Lagrangian advantage is (A_r - sum_i lambda_i A_c,i) / (1 + sum_i lambda_i),
-CRPO reduces the most violated constraint, and CPO is refused (``train.resolve_task``).
+CRPO reduces the most violated constraint, and CPO is refused (``config.resolve``).
 """
 
 from __future__ import annotations
@@ -100,13 +100,20 @@ __all__ = ["Algorithm", "Constraint", "MultiplierRule", "PolicyStep", "get_algor
 _ALGORITHMS = {
     a.name: a
     for a in (
-        Algorithm("ppo", NO_MULTIPLIER, reward_only, ppo_policy_step, "Schulman et al. 2017 (cost only logged)"),
-        Algorithm("ppo_lag", LAGRANGE, lagrangian, ppo_policy_step, "Ray et al. 2019; SafePO ppo_lag (our SHAPO extension)"),
-        Algorithm("ppo_pid", PID, lagrangian, ppo_policy_step, "Stooke et al. 2020 PID multiplier on PPO"),
-        Algorithm("trpo_lag", LAGRANGE, lagrangian, trpo_policy_step, "Ray et al. 2019; SafePO trpo_lag"),
-        Algorithm("trpo_pid", PID, lagrangian, trpo_policy_step, "Stooke et al. 2020; the paper's PIDLag"),
-        Algorithm("cpo", NO_MULTIPLIER, reward_only, cpo_policy_step, "Achiam et al. 2017; the paper's CPO"),
-        Algorithm("crpo", NO_MULTIPLIER, crpo_switch, trpo_policy_step, "Xu et al. 2021; the paper's CRPO"),
+        Algorithm(name="ppo", multiplier=NO_MULTIPLIER, objective=reward_only, make_policy_step=ppo_policy_step,
+                  reference="Schulman et al. 2017 (cost only logged)"),
+        Algorithm(name="ppo_lag", multiplier=LAGRANGE, objective=lagrangian, make_policy_step=ppo_policy_step,
+                  reference="Ray et al. 2019; SafePO ppo_lag (our SHAPO extension)"),
+        Algorithm(name="ppo_pid", multiplier=PID, objective=lagrangian, make_policy_step=ppo_policy_step,
+                  reference="Stooke et al. 2020 PID multiplier on PPO"),
+        Algorithm(name="trpo_lag", multiplier=LAGRANGE, objective=lagrangian, make_policy_step=trpo_policy_step,
+                  reference="Ray et al. 2019; SafePO trpo_lag"),
+        Algorithm(name="trpo_pid", multiplier=PID, objective=lagrangian, make_policy_step=trpo_policy_step,
+                  reference="Stooke et al. 2020; the paper's PIDLag"),
+        Algorithm(name="cpo", multiplier=NO_MULTIPLIER, objective=reward_only, make_policy_step=cpo_policy_step,
+                  reference="Achiam et al. 2017; the paper's CPO"),
+        Algorithm(name="crpo", multiplier=NO_MULTIPLIER, objective=crpo_switch, make_policy_step=trpo_policy_step,
+                  reference="Xu et al. 2021; the paper's CRPO"),
     )
 }
 assert tuple(sorted(_ALGORITHMS)) == tuple(sorted(ALGORITHMS))
