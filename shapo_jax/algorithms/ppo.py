@@ -25,7 +25,7 @@ from shapo_jax.losses import PolicyBatch, ppo_clip_loss
 from shapo_jax.minibatch import epochs_of_minibatches
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PPOConfig:
     num_minibatches: int
     update_epochs: int
@@ -79,8 +79,9 @@ def make_actor_optimizer(config: TrainConfig, rho) -> optax.GradientTransformati
 def ppo_policy_step(config: TrainConfig, actor_apply: ActorApply, rho) -> PolicyStep:
     """PPO, PPO-Lag and PPO-PID: the clip loss over minibatches; the state is the optimizer's."""
     settings = PPOConfig(
-        config.num_minibatches, config.update_epochs, config.clip_epsilon, config.entropy_coefficient,
-        config.uses_sharpness, config.geometry == "fisher",
+        num_minibatches=config.num_minibatches, update_epochs=config.update_epochs,
+        clip_epsilon=config.clip_epsilon, entropy_coefficient=config.entropy_coefficient,
+        uses_sharpness=config.uses_sharpness, fisher=config.geometry == "fisher",
     )
     optimizer = make_actor_optimizer(config, rho)
 

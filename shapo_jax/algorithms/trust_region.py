@@ -33,7 +33,7 @@ CPO_EPSILON = 1e-8  # SafePO cpo.py's EPS in the dual solve
 LINE_SEARCH_DECAY = 0.8  # SafePO: step_frac *= 0.8
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrustRegionConfig:
     max_kl: float  # trust-region size delta (paper: 0.01)
     cg_iters: int  # CG iterations of the step (paper: 15)
@@ -42,7 +42,8 @@ class TrustRegionConfig:
 
     @classmethod
     def of(cls, config: TrainConfig) -> "TrustRegionConfig":
-        return cls(config.trust_region_kl, config.trust_region_cg_iters, config.cg_damping, config.line_search_steps)
+        return cls(max_kl=config.trust_region_kl, cg_iters=config.trust_region_cg_iters, damping=config.cg_damping,
+                   line_search_steps=config.line_search_steps)
 
 
 def surrogate_loss(actor_apply, params, batch: PolicyBatch) -> jax.Array:
