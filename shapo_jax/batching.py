@@ -4,7 +4,7 @@ The trainer vmaps a whole run over seeds, so the env step inside it, itself vmap
 is batched twice: [seeds, envs, ...]. On jax 0.10.2's CPU backend an MJX step batched that
 way ran 2.6x slower than the same step batched once (SafetyHopperVelocity, 64 envs x 64 steps,
 one seed: 16.5 s against 6.4 s; on jax 0.9.2 0.98x), which made a PPO-Lag iteration 2.6x its
-env-only rollout (``benchmarks/results/throughput_cpu_quick.json``). Stepping the same envs as
+env-only rollout (``benchmarks/results/throughput_cpu_quick_before_flat_vmap.json``). Stepping the same envs as
 one flat batch [seeds * envs, ...] computes the same thing per env, once per env, with one
 batch axis.
 """
