@@ -448,26 +448,8 @@ def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, epi
     finished, transitions = collected.finished, collected.transitions
     any_finished = finished.count > 0
     safe_count = jnp.maximum(finished.count, 1.0)
-    if pieces.num_constraints > 1:
-        return per_constraint({
-            "update": new_state.update,
-            "env_steps": new_state.env_steps,
-            "episode_return": episodes.episode_return,
-            "episode_cost": episodes.episode_cost,
-            "constraint_cost": episodes.constraint_cost,
-            "episodes_finished": finished.count,
-            "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
-            "total_cost": new_state.episodes.total_cost,
-            "cost_limit": pieces.limit,
-            "multiplier": multiplier,
-            "rho": state.rho,
-            "step_reward": transitions.reward.mean(),
-            "step_cost": transitions.cost.mean(axis=(0, 1)),
-            "failed_update": new_state.failed_update,
-            "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
-            **diagnostics,
-        }, violation_rate=jnp.where(any_finished, finished.any_violations / safe_count, 0.0))
-    return {
+    several = pieces.num_constraints > 1
+    metrics = {
         "update": new_state.update,
         "env_steps": new_state.env_steps,
         "episode_return": episodes.episode_return,
@@ -476,15 +458,18 @@ def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, epi
         "episodes_finished": finished.count,
         "episode_length": jnp.where(any_finished, finished.length_sum / safe_count, 0.0),
         "total_cost": new_state.episodes.total_cost,
-        "cost_limit": jnp.asarray(pieces.cost_limit, jnp.float32),
+        "cost_limit": pieces.limit if several else jnp.asarray(pieces.cost_limit, jnp.float32),
         "multiplier": multiplier,
         "rho": state.rho,
         "step_reward": transitions.reward.mean(),
-        "step_cost": transitions.cost.mean(),
+        "step_cost": transitions.cost.mean(axis=(0, 1)) if several else transitions.cost.mean(),
         "failed_update": new_state.failed_update,
         "violation_rate": jnp.where(any_finished, finished.violations / safe_count, 0.0),
         **diagnostics,
     }
+    if several:
+        return per_constraint(metrics, violation_rate=jnp.where(any_finished, finished.any_violations / safe_count, 0.0))
+    return metrics
 
 
 PER_CONSTRAINT = ("episode_cost", "constraint_cost", "total_cost", "cost_limit", "multiplier", "step_cost",
