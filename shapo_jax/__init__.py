@@ -6,15 +6,10 @@ load on first use of their names (PEP 562 module ``__getattr__``).
 """
 
 import importlib as _importlib
-import os as _os
 
-# jax 0.10's CPU runtime deadlocks on our vmapped training programs (block_until_ready waits
-# forever at 0% CPU; found bisecting to vmapped inits with batched LAPACK QR, the orthogonal
-# initialiser) unless XLA's concurrency-optimized scheduler is off. Set before JAX starts a
-# backend, i.e. before the first computation; a user's own setting of the flag wins.
-_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_XLA_FLAG}".strip()
+# XLA CPU flags (the scheduler that deadlocks jax 0.10, YNNPACK fusions that slow MJX 3-4x),
+# set before JAX starts a backend; a user's own setting of a flag wins.
+from shapo_jax import xla_flags as _xla_flags  # noqa: F401
 
 from shapo_jax.config import ConfigError, TrainConfig, resolve, validate
 from shapo_jax.sharpness import SharpnessAwareState, sharpness_aware

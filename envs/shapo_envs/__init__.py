@@ -7,6 +7,10 @@ import contextlib as _contextlib
 import io as _io
 import warnings as _warnings
 
+# XLA's CPU flags must be set before the first computation, also when this package is imported
+# without shapo_jax (shapo_jax/xla_flags.py says which and why).
+from shapo_jax import xla_flags as _xla_flags  # noqa: F401
+
 # MJX prints "Failed to import warp" on import when the optional GPU backend (warp) is
 # absent, which it always is on CPU; keep that out of every CLI run and test log.
 with _contextlib.redirect_stdout(_io.StringIO()), _contextlib.redirect_stderr(_io.StringIO()):
