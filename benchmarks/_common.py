@@ -61,7 +61,9 @@ def git_commit() -> str | None:
 
 
 def header() -> dict[str, Any]:
-    return {"device": device_info(), "versions": versions(), "date": now(), "git_commit": git_commit()}
+    # XLA_FLAGS as this process ran (shapo_jax/xla_flags.py adds its CPU flags): they move CPU speed
+    return {"device": device_info(), "versions": versions(), "date": now(), "git_commit": git_commit(),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def timed(fn: Callable, *args) -> tuple[Any, float]:
