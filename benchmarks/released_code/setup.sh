@@ -29,16 +29,7 @@ if [ ! -f "$checkout/safepo/single_agent/trpo_pid.py" ]; then
   fi
   echo "$commit" > "$checkout/RELEASED_COMMIT"
 fi
-py="${PYTHON310:-}"
-if [ -z "$py" ]; then
-  if [ -x "${PYENV_ROOT:-$HOME/.pyenv}/versions/3.10.13/bin/python" ]; then
-    py="${PYENV_ROOT:-$HOME/.pyenv}/versions/3.10.13/bin/python"
-  else
-    py="$(command -v python3.10)"
-  fi
-fi
-"$py" -m venv "$venv"
-"$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q "safety-gymnasium==1.0.0" torch joblib scipy "pyyaml>=6.0" \
-  "tensorboard>=2.8.0" "wandb>=0.13.0" "matplotlib>=3.7.1" "seaborn>=0.12.2" "pandas>=1.5.3" "rich>=13.3.0"
-"$venv/bin/python" -c "import safety_gymnasium, mujoco, torch; print('safety-gymnasium', safety_gymnasium.__version__, 'mujoco', mujoco.__version__, 'torch', torch.__version__)"
+# the venv: cpu_peer's Safety-Gymnasium venv plus torch and the released code's requirements
+bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../cpu_peer/setup.sh" "$venv" torch joblib scipy \
+  "pyyaml>=6.0" "tensorboard>=2.8.0" "wandb>=0.13.0" "matplotlib>=3.7.1" "seaborn>=0.12.2" "pandas>=1.5.3" "rich>=13.3.0"
+"$venv/bin/python" -c "import torch; print('torch', torch.__version__)"
