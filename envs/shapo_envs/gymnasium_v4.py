@@ -1,4 +1,4 @@
-"""Gymnasium's v4 locomotion envs (Ant, HalfCheetah, Hopper, Walker2d) on MJX.
+"""Gymnasium's v4 locomotion envs (Ant, HalfCheetah, Hopper, Humanoid, Walker2d) on MJX.
 
 The SHAPO paper's fall tasks are Gymnasium's ``Ant-v4`` and ``Walker2d-v4``, and
 Safety-Gymnasium's velocity tasks are Gymnasium's v4 envs with a cost whose thresholds were
@@ -11,6 +11,9 @@ calibrated on those models. So each env here loads the v4 model file unchanged
 - the reset: ``qpos0`` plus uniform noise on ``qpos`` and, per robot, uniform or normal
   noise on ``qvel`` (``reset_model``);
 - the observation, reward terms (forward, healthy, control cost) and termination.
+
+One deviation from a v4 XML: Humanoid-v4's asks for the PGS solver, which MJX does not
+implement; ``Humanoid`` runs Newton instead (its docstring says what that changes).
 
 What differs from Brax's own ``brax.envs`` models (which this package used before): Brax's
 XMLs change contact settings, masses and solver options, and its Ant starts at z 0.55
@@ -27,8 +30,7 @@ Actions: v4 charges the control cost on the action as given (unclipped) and writ
 
 The pipeline state is Brax's MJX state: ``q``/``qd`` (= ``qpos``/``qvel``) plus the MJX data.
 Agreement with Gymnasium stepping natively (float64 MuJoCo) is tested step by step and in
-distribution in ``tests/test_envs_locomotion.py``. Humanoid-v4 is not here: its XML uses the
-PGS solver, which MJX does not implement.
+distribution in ``tests/test_envs_locomotion.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import mujoco
 from brax.envs.base import PipelineEnv, State
 from brax.io import mjcf
 from jax import numpy as jp
+from mujoco import mjx
 from mujoco.mjx._src import collision_driver, collision_primitive
 from mujoco.mjx._src import math as mjx_math
 from mujoco.mjx._src.types import GeomType
@@ -108,12 +111,17 @@ class GymnasiumV4Env(PipelineEnv):
                  backend: str = "mjx", **kwargs):
         if backend != "mjx":
             raise ValueError(f"{type(self).__name__} is written for the mjx backend, got backend={backend!r}")
-        mj_model = mujoco.MjModel.from_xml_path(str(_ASSETS / self.xml))
+        mj_model = self._mujoco_model()
         kwargs.setdefault("n_frames", self.frame_skip)
         super().__init__(sys=mjcf.load_model(mj_model), backend=backend, **kwargs)
         self._reset_noise_scale = reset_noise_scale
         self._terminate_when_unhealthy = terminate_when_unhealthy
         self._init_q = jp.asarray(mj_model.qpos0, jp.float32)  # Gymnasium's init_qpos
+
+    @classmethod
+    def _mujoco_model(cls) -> mujoco.MjModel:
+        """The compiled v4 XML; a subclass changes here what MJX cannot run (Humanoid's solver)."""
+        return mujoco.MjModel.from_xml_path(str(_ASSETS / cls.xml))
 
     @functools.cached_property
     def observation_size(self) -> int:
@@ -170,6 +178,12 @@ def _control_cost(weight: float, action: jax.Array) -> jax.Array:
 
 def _body_id(sys, name: str) -> int:
     return mujoco.mj_name2id(sys.mj_model, mujoco.mjtObj.mjOBJ_BODY, name)
+
+
+def mass_center_xy(sys, ps) -> jax.Array:
+    """humanoid_v4.py ``mass_center``: the mass-weighted ``xipos`` of all bodies, its x and y."""
+    mass = sys.body_mass
+    return (jp.sum(mass[:, None] * ps.xipos, axis=0) / jp.sum(mass))[:2]
 
 
 class Ant(GymnasiumV4Env):
@@ -278,3 +292,71 @@ class Walker2d(_Planar):
     def is_healthy(self, ps) -> jax.Array:
         z, angle = ps.q[1], ps.q[2]
         return (z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0)
+
+
+class Humanoid(GymnasiumV4Env):
+    """Gymnasium ``Humanoid-v4`` (humanoid_v4.py) with its defaults, but Newton for PGS.
+
+    Observation (376): ``qpos[2:]``, ``qvel``, then ``cinert``, ``cvel``, ``qfrc_actuator`` and
+    ``cfrc_ext`` of all 14 bodies, the world's rows (zeros) included, as v4 flattens them.
+    ``reward = 1.25 x_velocity + 5 - 0.1 ||a||^2`` with the x-velocity of the mass centre
+    (``mass_center_xy``); v4 has no contact cost, and its healthy reward is paid on every step
+    (``is_healthy or terminate_when_unhealthy``). Healthy while ``1 < qpos[2] < 2``, with no
+    finiteness check (v4 has none). frame_skip 5, RK4 at 0.003 s; reset noise 1e-2 (uniform on
+    qpos and qvel).
+
+    ``cfrc_ext``: Gymnasium's ``MujocoEnv._step_mujoco_simulation`` calls
+    ``mj_rnePostConstraint`` after the ``frame_skip`` substeps (MuJoCo leaves ``cfrc_ext`` zero
+    otherwise), so ``step`` here calls ``mjx.rne_postconstraint`` on the last substep's data. The
+    reset does not: Gymnasium's ``set_state`` runs only ``mj_forward`` after ``mj_resetData``, so
+    its first observation has ``cfrc_ext`` zero, and so does this one. MuJoCo and MJX both credit a
+    foot's contact force to the joint-less foot body, not to the shin it is welded to.
+
+    Solver: the XML sets ``solver="PGS" iterations="50"``; MJX implements CG and Newton only, so
+    the model is loaded unchanged and its ``opt.solver`` set to Newton before it goes to MJX
+    (``iterations`` stays 50). Both solve the same convex problem for the constraint forces, PGS
+    in the dual and Newton in the primal, so they agree as far as PGS has converged in its 50
+    sweeps.
+    """
+
+    xml, frame_skip, qvel_noise = "humanoid.xml", 5, "uniform"
+    metric_names = ("reward_linvel", "reward_quadctrl", "reward_alive", "x_position", "y_position",
+                    "distance_from_origin", "x_velocity", "y_velocity", "forward_reward")
+
+    def __init__(self, forward_reward_weight: float = 1.25, ctrl_cost_weight: float = 0.1,
+                 healthy_reward: float = 5.0, healthy_z_range: tuple[float, float] = (1.0, 2.0),
+                 reset_noise_scale: float = 1e-2, **kwargs):
+        super().__init__(reset_noise_scale, **kwargs)
+        self._forward_reward_weight = forward_reward_weight
+        self._ctrl_cost_weight = ctrl_cost_weight
+        self._healthy_reward = healthy_reward
+        self._healthy_z_range = healthy_z_range
+
+    @classmethod
+    def _mujoco_model(cls) -> mujoco.MjModel:
+        model = super()._mujoco_model()
+        model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON  # the XML's PGS: MJX has none
+        return model
+
+    def pipeline_step(self, pipeline_state, action):
+        """``frame_skip`` MJX steps, then ``cfrc_ext`` as Gymnasium computes it after them."""
+        return mjx.rne_postconstraint(self.sys, super().pipeline_step(pipeline_state, action))
+
+    def is_healthy(self, ps) -> jax.Array:
+        low, high = self._healthy_z_range
+        return (ps.q[2] > low) & (ps.q[2] < high)
+
+    def _get_obs(self, ps) -> jax.Array:
+        bodies = (ps._impl.cinert, ps.cvel, ps.qfrc_actuator, ps._impl.cfrc_ext)
+        return jp.concatenate([ps.q[2:], ps.qd] + [x.ravel() for x in bodies])
+
+    def _reward(self, ps0, ps, action):
+        xy = mass_center_xy(self.sys, ps)
+        xy_velocity = (xy - mass_center_xy(self.sys, ps0)) / self.dt
+        forward_reward = self._forward_reward_weight * xy_velocity[0]
+        healthy_reward = self.healthy_reward(ps, self._healthy_reward)
+        ctrl_cost = _control_cost(self._ctrl_cost_weight, action)
+        metrics = dict(reward_linvel=forward_reward, reward_quadctrl=-ctrl_cost, reward_alive=healthy_reward,
+                       x_position=xy[0], y_position=xy[1], distance_from_origin=jp.linalg.norm(xy),
+                       x_velocity=xy_velocity[0], y_velocity=xy_velocity[1], forward_reward=forward_reward)
+        return forward_reward + healthy_reward - ctrl_cost, metrics

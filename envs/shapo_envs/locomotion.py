@@ -12,8 +12,8 @@ thresholds were calibrated on those models. Brax's own MJX models (used here bef
 contact settings, masses, reward terms and observations (its Ant started at z 0.55, not 0.75),
 so neither costs nor returns were comparable. The v4 envs get the action unclipped, as
 Gymnasium does: the control cost is charged on it and MuJoCo clamps the control.
-Humanoid is the exception: Gymnasium's humanoid.xml uses the PGS solver, which MJX lacks, so
-``SafetyHumanoidVelocity`` still runs Brax's humanoid model (reward and observation Brax's).
+Humanoid-v4's XML asks for the PGS solver, which MJX lacks; its env runs Newton instead
+(``gymnasium_v4.Humanoid``).
 
 Velocity tasks (Safety-Gymnasium ``safety_gymnasium/tasks/safe_velocity/safety_*_velocity_v1.py``):
 ``cost = 1.0 if velocity > threshold else 0.0``; the episode ends where the v4 env terminates.
@@ -33,11 +33,10 @@ from typing import Callable, Optional
 
 import jax
 import mujoco
-from brax.envs import humanoid
 from brax.envs.base import Env, State, Wrapper
 from jax import numpy as jp
 
-from shapo_envs.gymnasium_v4 import Ant, HalfCheetah, Hopper, Walker2d
+from shapo_envs.gymnasium_v4 import Ant, HalfCheetah, Hopper, Humanoid, Walker2d, mass_center_xy
 from shapo_envs.registry import register
 from shapo_envs.swimmer import Swimmer
 
@@ -58,12 +57,6 @@ def qpos0_x(sys, ps) -> jax.Array:
 def torso_xy(sys, ps) -> jax.Array:
     """``get_body_com('torso')[:2]`` = ``data.xpos`` of the torso (Ant in SG)."""
     return ps.xpos[_body_id(sys, "torso"), :2]
-
-
-def mass_center_xy(sys, ps) -> jax.Array:
-    """Gymnasium humanoid_v4 ``mass_center``: mass-weighted ``xipos`` of all bodies (Humanoid in SG)."""
-    mass = sys.body_mass
-    return (jp.sum(mass[:, None] * ps.xipos, axis=0) / jp.sum(mass))[:2]
 
 
 class SafeLocomotion(Wrapper):
@@ -127,7 +120,8 @@ _VELOCITY_TASKS = {
                                   "safety_half_cheetah_velocity_v1.py", "signed x-velocity"),
     "SafetyHopperVelocity": (Hopper, qpos0_x, 0.7402,
                              "safety_hopper_velocity_v1.py", "signed x-velocity"),
-    "SafetyHumanoidVelocity": (humanoid.Humanoid, mass_center_xy, 1.4149,
+    # Humanoid: humanoid_v4.mass_center (gymnasium_v4.mass_center_xy), as SG reads it.
+    "SafetyHumanoidVelocity": (Humanoid, mass_center_xy, 1.4149,
                                "safety_humanoid_velocity_v1.py",
                                "planar speed of the whole-body centre of mass"),
     # Swimmer v1 overrides v0's step: cost = float(x_velocity > threshold) on the SIGNED
@@ -146,8 +140,8 @@ FALL_COST_LIMIT = 0.2
 
 
 def _factory(env_cls, position_fn, **cost_kwargs):
-    """``factory(**kwargs)``: kwargs go to the env class; the backend is always MJX
-    (Brax's humanoid defaults to ``generalized``, and the position sources read MJX data)."""
+    """``factory(**kwargs)``: kwargs go to the env class; the backend is always MJX (the
+    position sources read MJX data)."""
 
     def factory(**kwargs) -> Env:
         backend = kwargs.pop("backend", "mjx")
@@ -158,9 +152,11 @@ def _factory(env_cls, position_fn, **cost_kwargs):
     return factory
 
 
-# Gymnasium's v4 env under each task (model, reset, reward, termination); Humanoid runs Brax's.
+# Gymnasium's v4 env under each task (model, reset, reward, termination); Humanoid's solver is
+# Newton, not the XML's PGS (MJX has no PGS).
 _MODEL = {"SafetyAntVelocity": "Gymnasium's Ant-v4", "SafetyHalfCheetahVelocity": "Gymnasium's HalfCheetah-v4",
-          "SafetyHopperVelocity": "Gymnasium's Hopper-v4", "SafetyHumanoidVelocity": "Brax's humanoid",
+          "SafetyHopperVelocity": "Gymnasium's Hopper-v4",
+          "SafetyHumanoidVelocity": "Gymnasium's Humanoid-v4 (Newton solver, not PGS)",
           "SafetySwimmerVelocity": "Gymnasium's Swimmer-v4", "SafetyWalker2dVelocity": "Gymnasium's Walker2d-v4"}
 
 # Every locomotion task redraws its reset states (v4's noisy reset, a fresh key) once per update,
