@@ -316,7 +316,13 @@ class Humanoid(GymnasiumV4Env):
     the model is loaded unchanged and its ``opt.solver`` set to Newton before it goes to MJX
     (``iterations`` stays 50). Both solve the same convex problem for the constraint forces, PGS
     in the dual and Newton in the primal, so they agree as far as PGS has converged in its 50
-    sweeps.
+    sweeps. Measured in float64 MuJoCo (Humanoid-v4 against the same model with Newton, 20
+    episodes from v4's resets, actions uniform in [-1.5, 1.5], tolerance 2e-3 (1 + |x|)): the
+    contact forces ``cfrc_ext`` first differ after 26 to 188 steps (median 93), the state and
+    reward after 71 steps or later (6 of 20 episodes agree for all 200 steps). This env against
+    Gymnasium's (``tests/test_envs_locomotion.py``): step by step for 36 steps, the first
+    difference again in ``cfrc_ext`` (step 37); under a random policy, reward per step 4.501 +-
+    0.019 here against 4.514 +- 0.017 (64 episodes each; neither exceeds the cost threshold).
     """
 
     xml, frame_skip, qvel_noise = "humanoid.xml", 5, "uniform"
