@@ -176,7 +176,7 @@ def released_main(argv):
     parser.add_argument("--out", required=True)
     parser.add_argument("--zero-actor", action="store_true")
     args = parser.parse_args(argv)
-    sys.path[:0] = [args.released_code, os.path.join(args.released_code, "safepo", "single_agent")]
+    sys.path[:0] = _run.import_paths(args.released_code)
     start = time.time()
     result = released_seed(args.released_code, args.seed, args.export, args.zero_actor)
     result["seconds"] = time.time() - start
@@ -194,7 +194,7 @@ def export_main(argv):
     parser.add_argument("--act-dim", type=int, required=True)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    sys.path[:0] = [args.released_code, os.path.join(args.released_code, "safepo", "single_agent")]
+    sys.path[:0] = _run.import_paths(args.released_code)
     import torch
 
     from safepo.common.model import ActorVCritic

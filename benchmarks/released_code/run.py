@@ -112,6 +112,12 @@ def released_args(arm, seed, total_steps, perturbation_target_kl, cost_limit, lo
             "--log-dir", log_dir, "--experiment", arm]
 
 
+def import_paths(checkout):
+    """What the released code imports from: its checkout and safepo/single_agent (for trpo_pid.py's
+    ``from shapo import *``); it is not pip-installed."""
+    return [checkout, os.path.join(checkout, "safepo", "single_agent")]
+
+
 def launch(args, arm, seed):
     """Starts one released run in the background; returns (Popen, record)."""
     name = run_name(arm, seed)
@@ -121,8 +127,7 @@ def launch(args, arm, seed):
     script_args = released_args(arm, seed, args.total_steps, args.perturbation_target_kl, args.cost_limit,
                                 os.path.join(run_dir, "logs"))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled",
-               WANDB_DIR=run_dir, PYTHONPATH=os.pathsep.join(
-                   [args.released_code, os.path.join(args.released_code, "safepo", "single_agent")]))
+               WANDB_DIR=run_dir, PYTHONPATH=os.pathsep.join(import_paths(args.released_code)))
     command = ["nice", "-n", "19", args.python, "-c", LAUNCHER, os.path.join(run_dir, "episodes.csv"),
                script] + script_args
     record = {"arm": arm, "seed": seed, "command": "python " + shlex.join([script] + script_args),
