@@ -17,8 +17,9 @@ CPU_FLAGS = {
     # MJX's batched small reductions they run 3-7x slower than XLA's own loops: a profile of
     # MJX's line search (Hopper-v4, 1024 envs) showed each `ynn_fusion` at 7 ms where jaxlib
     # 0.9.2's reduce-window took 1 ms. Empty = no YNNPACK fusions, jaxlib 0.9.2's behaviour.
-    # Measured (env-only, 1024 envs, 2-core CPU, 2026-11-30): Hopper-v4 733 -> 3,053 steps/s,
-    # SafetyPointGoal1 6,080 -> 9,816 (jax 0.9.2: 2,380 and 11,077). benchmarks/README.md.
+    # Measured (env-only, 1024 envs, idle 2-core CPU, 2026-11-30; YNNPACK's reduce fusions on ->
+    # off): Hopper-v4 775 -> 2,714 steps/s, SafetyPointGoal1 5,783 -> 10,029 (jax 0.9.2: 2,380 and
+    # 11,077). benchmarks/README.md, benchmarks/results/env_throughput_ynn_{reduce,off}_cpu.json.
     "xla_cpu_experimental_ynn_fusion_type": "",
 }
 
