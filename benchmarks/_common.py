@@ -61,9 +61,11 @@ def git_commit() -> str | None:
 
 
 def header() -> dict[str, Any]:
-    # XLA_FLAGS as this process ran (shapo_jax/xla_flags.py adds its CPU flags): they move CPU speed
+    # XLA_FLAGS as this process ran (shapo_jax/xla_flags.py adds its CPU flags): they move CPU speed;
+    # a persistent compilation cache turns compile_s into load times
     return {"device": device_info(), "versions": versions(), "date": now(), "git_commit": git_commit(),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "compilation_cache_dir": jax.config.jax_compilation_cache_dir}
 
 
 def timed(fn: Callable, *args) -> tuple[Any, float]:

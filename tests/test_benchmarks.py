@@ -436,10 +436,17 @@ def gpu_sh(*args, **env):
 
 
 def test_gpu_sh_dry_run_commands_parse():
-    """Every benchmark command gpu.sh would run parses with that script's own parser, within 8 minutes of timeouts."""
-    done = gpu_sh("--dry-run")
-    assert done.returncode == 0, done.stderr
-    commands = [shlex.split(line) for line in done.stdout.splitlines() if ".py " in line and "benchmarks/" in line]
+    """Every benchmark command gpu.sh would run parses with that script's own parser; one run stays within 9 minutes.
+
+    The parts together outlast one lease, so a lease runs those still missing; ``ONLY`` names each here.
+    """
+    parts = ["navigation_jax", "throughput", "scaling", "paper_throughput"]
+    lines = []
+    for part in parts:
+        done = gpu_sh("--dry-run", ONLY=part)
+        assert done.returncode == 0, done.stderr
+        lines += done.stdout.splitlines()
+    commands = [shlex.split(line) for line in lines if ".py " in line and "benchmarks/" in line]
     scripts = [next(a for a in c if a.startswith("benchmarks/")) for c in commands]
     assert {"benchmarks/env_throughput.py", "benchmarks/paper_throughput.py", "benchmarks/throughput.py",
             "benchmarks/scaling.py"} <= set(scripts)
@@ -454,8 +461,10 @@ def test_gpu_sh_dry_run_commands_parse():
     assert {"SafetyPointGoal1", "SafetyPointButton1", "SafetyCarGoal2"} <= set(nav)
     paper = commands[scripts.index("benchmarks/paper_throughput.py")]
     assert paper[paper.index("--seeds") + 1] == "16"
+    assert len(commands) == len(parts)
+    done = gpu_sh("--dry-run")  # a cold machine: the parts in order, as many as the budget bounds
     timeouts = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("timeout ")]
-    assert sum(timeouts[1:]) <= 480  # the device check aside (it takes seconds), every part bounded
+    assert 2 <= len(timeouts) - 2 and sum(timeouts[2:]) <= 540  # device check and nvidia-smi aside
     only = gpu_sh("--dry-run", ONLY="scaling")
     ran = [line for line in only.stdout.splitlines() if ".py " in line and not line.startswith("#")]
     assert len(ran) == 1 and "benchmarks/scaling.py" in ran[0]
