@@ -478,3 +478,37 @@ def test_gpu_sh_needs_a_gpu():
     done = gpu_sh()
     assert done.returncode == 1 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and "no GPU" in done.stderr
+
+
+# --- nav_profile.py ---------------------------------------------------------------------------
+
+
+def test_nav_profile_times_stages_per_variant(tmp_path):
+    """Each asked stage timed under each variant, on a model whose options the variant set
+    (the env's own model unchanged); the sizes are the env's own."""
+    import mujoco
+    import shapo_envs
+
+    out = tmp_path / "profile.json"
+    assert load("nav_profile").main(["--env", "SafetyPointGoal1", "--num-envs", "2", "--repeats", "1",
+                                     "--warmup-steps", "0", "--stages", "collision", "solver",
+                                     "--variants", "as_built", "solver_cg", "iterations_2", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert list(data["variants"]) == ["as_built", "solver_cg", "iterations_2"]
+    assert data["variants"]["solver_cg"]["options"] == {"solver": int(mujoco.mjtSolver.mjSOL_CG)}
+    assert data["variants"]["iterations_2"]["options"] == {"iterations": 2}
+    for row in data["variants"].values():
+        assert set(row["ms"]) == {"collision", "solver"} and all(ms > 0 for ms in row["ms"].values())
+    env = shapo_envs.make_env("SafetyPointGoal1")
+    assert data["nv"] == env.mj_model.nv and env.mj_model.opt.solver == mujoco.mjtSolver.mjSOL_NEWTON
+    assert data["constraint_rows"] > 0 and data["frameskip"] == env.robot.frameskip  # a vase stands on its feet
+
+
+@pytest.mark.parametrize("argv, flag", [(["--variants", "solver_pgs"], "--variants"),
+                                        (["--env", "SafetyHopperVelocity"], "--env"),
+                                        (["--num-envs", "0"], "--num-envs")])
+def test_nav_profile_bad_input_is_one_line(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load("nav_profile").main(argv)
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err.strip().splitlines()[-1]
