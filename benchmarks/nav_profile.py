@@ -6,8 +6,8 @@ fresh layouts (vases settled on their feet), forwarded once under each variant's
 as the fastest of ``--repeats`` calls, each ending in ``block_until_ready``. The stages follow
 ``mjx.forward`` (mujoco/mjx/_src/forward.py, MJX 3.17): position (kinematics, com, inertia,
 factor M), collision, make_constraint, velocity + actuation + smooth acceleration, the
-constraint solver, sensors, then the whole ``mjx.forward`` and one ``mjx.step`` (a substep;
-an env step is ``frameskip`` of them plus one sensor pass). These are MJX's internal functions,
+constraint solver, sensors, then the whole ``mjx.forward`` and one ``mjx.step`` (a substep,
+sensors included; the env steps ``frameskip`` substeps with sensors off, then one sensor pass). These are MJX's internal functions,
 so this script is tied to the MJX version it records.
 
 ``--variants`` times the same stages with the model's solver options changed (the env itself is
