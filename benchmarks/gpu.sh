@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU figure in one run of at most 9 minutes on one GPU; JSON under benchmarks/results/
 # named by device (*_gpu_<kind>.json, kind from JAX's device_kind, e.g. nvidia_h200), in this order:
-#   1. env_throughput.py: navigation env-only at 4096 envs, SafetyPointGoal1, SafetyPointButton1,
-#      SafetyCarGoal2 (MJX's JAX implementation; 5. the same with Warp where --physics-impl exists)
+#   1. env_throughput.py: navigation env-only at 4096 envs, SafetyPointGoal1, SafetyPointButton1
+#      (MJX's JAX implementation; 6. the same with Warp where --physics-impl exists)
 #   2. throughput.py at 4096 envs: env-only, PPO-Lag, SHAPO-euclidean, Brax PPO (THROUGHPUT_SKIP,
 #      default "fisher trpo" where --skip offers trpo: their compiles do not fit in 8 minutes; Brax
 #      PPO runs in BRAX_PYTHON, default PYTHON, the same pins, through brax_peer/run.py's
@@ -10,6 +10,8 @@
 #      benchmarks/brax_peer/setup.sh, runs it on Brax's own jax 0.9.2; skipped when absent)
 #   3. scaling.py: 4096 envs, 16 seeds x 256 envs
 #   4. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
+#   5. env_throughput.py: SafetyCarGoal2 at 1024 envs, 20 steps (at 4096 envs it gave no row in
+#      128 s on an H200; on 2 CPU cores it takes 10 s per batched step at 1024 envs)
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
 # SCALE (default 1), capped by what is left of BUDGET_S (default 540 s); a part that fails or
 # times out is reported and the next one runs (the scripts write their JSON as they go, so
@@ -49,7 +51,7 @@ BUDGET_S="${BUDGET_S:-540}"
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/shapo_jax_gpu_cache}"
 SCALE="${SCALE:-1}"
 ONLY="${ONLY:-}"
-NAV_TASKS="SafetyPointGoal1 SafetyPointButton1 SafetyCarGoal2"
+NAV_TASKS="SafetyPointGoal1 SafetyPointButton1"
 SG_PY=benchmarks/cpu_peer/.venv/bin/python
 BRAX_PY="${BRAX_PYTHON:-$PY}"
 
@@ -85,12 +87,14 @@ summary=()
 # --- sizes: the measurement, or tiny ones that exercise the same commands --------------------
 if [ "$mode" = tiny ]; then
   NAV_SIZES=(--num-envs 2 --steps 2 --repeats 1)
+  CAR_SIZES=(--num-envs 2 --steps 2 --repeats 1)
   SG_STEPS=100
   PAPER_SIZES=(--seeds 2 --updates 1 --num-envs 2 --unroll-length 8 --num-minibatches 2 --update-epochs 1)
   THROUGHPUT_SIZES=(--num-envs 8 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --rounds 1)
   SCALING_SIZES=(--num-envs 4 8 --seeds 1 2 --seed-envs 4 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --repeats 1)
 else
   NAV_SIZES=(--num-envs 4096 --steps 100 --repeats 2)
+  CAR_SIZES=(--num-envs 1024 --steps 20 --repeats 2)
   SG_STEPS=1000
   PAPER_SIZES=(--seeds 16 --updates 3)
   THROUGHPUT_SIZES=(--num-envs 4096 --rounds 3)
@@ -165,6 +169,9 @@ part scaling 120 "$OUT/scaling_$suffix.json" \
   "$PY" benchmarks/scaling.py "${SCALING_SIZES[@]}" --out-prefix "$OUT/scaling_$suffix"
 part paper_throughput 160 "$OUT/paper_throughput_$suffix.json" \
   "$PY" benchmarks/paper_throughput.py "${PAPER_SIZES[@]}" --out "$OUT/paper_throughput_$suffix.json"
+part navigation_car 150 "$OUT/env_throughput_navigation_car_$suffix.json" \
+  "$PY" benchmarks/env_throughput.py --envs SafetyCarGoal2 "${CAR_SIZES[@]}" "${SG_FLAGS[@]}" \
+  --out "$OUT/env_throughput_navigation_car_$suffix.json"
 if "$PY" benchmarks/env_throughput.py --help 2> /dev/null | grep -q -- --physics-impl; then
   # shellcheck disable=SC2086
   part navigation_warp 90 "$OUT/env_throughput_navigation_warp_$suffix.json" "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS "${NAV_SIZES[@]}" --no-sg \

@@ -440,7 +440,7 @@ def test_gpu_sh_dry_run_commands_parse():
 
     The parts together outlast one lease, so a lease runs those still missing; ``ONLY`` names each here.
     """
-    parts = ["navigation_jax", "throughput", "scaling", "paper_throughput"]
+    parts = ["navigation_jax", "throughput", "scaling", "paper_throughput", "navigation_car"]
     lines = []
     for part in parts:
         done = gpu_sh("--dry-run", ONLY=part)
@@ -458,7 +458,9 @@ def test_gpu_sh_dry_run_commands_parse():
         assert len(outs) == 1 and outs[0].startswith("benchmarks/results/") and "gpu_KIND" in outs[0]
     nav = commands[scripts.index("benchmarks/env_throughput.py")]
     assert nav[nav.index("--num-envs") + 1] == "4096"
-    assert {"SafetyPointGoal1", "SafetyPointButton1", "SafetyCarGoal2"} <= set(nav)
+    assert {"SafetyPointGoal1", "SafetyPointButton1"} <= set(nav)
+    car = commands[len(parts) - 1]
+    assert "SafetyCarGoal2" in car and car[car.index("--num-envs") + 1] == "1024"
     paper = commands[scripts.index("benchmarks/paper_throughput.py")]
     assert paper[paper.index("--seeds") + 1] == "16"
     assert len(commands) == len(parts)
