@@ -27,7 +27,6 @@ import functools
 import os
 import re
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -49,14 +48,14 @@ def variant_options(variant: str) -> dict:
     match = re.fullmatch(r"iterations_([1-9][0-9]*)", variant)
     if match:
         return {"iterations": int(match.group(1))}
-    raise ValueError(f"--variants: unknown variant {variant!r} (as_built, jacobian_dense, solver_cg, iterations_N)")
+    raise ValueError(f"unknown variant {variant!r} (as_built, jacobian_dense, solver_cg, iterations_N)")
 
 
 def _variant(text: str) -> str:
     try:
         variant_options(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
@@ -98,23 +97,23 @@ def stage_functions(mjx):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for flag in ("num_envs", "repeats"):
         if getattr(args, flag) < 1:
-            build_parser().error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     import jax
     import jax.numpy as jnp
     from mujoco import mjx
 
     import shapo_envs
-    from _common import compile_timed, header, write_json
+    from _common import batched_reset, compile_timed, header, timed, write_json
     from shapo_envs.navigation import NAMES as NAVIGATION
 
     if args.env not in NAVIGATION:
-        build_parser().error(f"--env: {args.env!r} is not a navigation task")
+        parser.error(f"--env: {args.env!r} is not a navigation task")
     env = shapo_envs.make_env(args.env)
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.num_envs)
-    state = jax.jit(jax.vmap(env.reset))(keys)
+    state, _ = batched_reset(env, jax.random.split(jax.random.PRNGKey(args.seed), args.num_envs))
     step = jax.jit(jax.vmap(env.step))
     zeros = jnp.zeros((args.num_envs, env.action_size))
     for _ in range(args.warmup_steps):
@@ -136,11 +135,7 @@ def main(argv=None) -> int:
         row = {"options": {k: int(v) for k, v in options.items()}, "compile_s": {}, "ms": {}}
         for name in args.stages:
             run, compile_s = compile_timed(jax.vmap(functions[name], in_axes=(None, 0)), model, variant_data)
-            best = float("inf")
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                jax.block_until_ready(run(model, variant_data))
-                best = min(best, time.perf_counter() - start)
+            best = min(timed(run, model, variant_data)[1] for _ in range(args.repeats))
             row["compile_s"][name] = round(compile_s, 2)
             row["ms"][name] = round(best * 1e3, 3)
             print(f"  {variant:16s} {name:34s} {best * 1e3:9.2f} ms  (compile {compile_s:.1f} s)", flush=True)
