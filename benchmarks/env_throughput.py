@@ -108,15 +108,16 @@ def physics_impl_supported() -> bool:
     return "physics_impl" in inspect.signature(NavigationEnv.__init__).parameters
 
 
-def physics_kwargs(name: str, physics_impl: str | None) -> dict:
-    """``physics_impl`` for the tasks that take it: all when ``make_env`` names it, else the navigation ones."""
+def physics_kwargs(name: str, physics_impl: str | None, max_worlds: int = 1) -> dict:
+    """``make_env`` options for ``physics_impl`` on the tasks that take it (the navigation ones):
+    Warp also needs ``max_worlds``, the largest batch it will step (its contact list is shared)."""
     from shapo_envs.navigation import NAMES as NAVIGATION
 
-    if physics_impl is None:
+    if physics_impl is None or name not in NAVIGATION:
         return {}
-    if name in NAVIGATION or "physics_impl" in inspect.signature(shapo_envs.make_env).parameters:
-        return {"physics_impl": physics_impl}
-    return {}
+    if physics_impl == "warp":
+        return {"physics_impl": physics_impl, "max_worlds": max_worlds}
+    return {"physics_impl": physics_impl}
 
 
 def run_sg(python: str, task: str, steps: int, seed: int, warmup: int = SG_WARMUP) -> dict:
@@ -206,7 +207,15 @@ def main(argv=None) -> int:
     names = task_names(args)
     check_sg_python(args, names)
     physics_impl = getattr(args, "physics_impl", None)
-    envs = {n: shapo_envs.make_env(n, **physics_kwargs(n, physics_impl)) for n in names}
+    if physics_impl is not None:  # one line, before anything compiles
+        from shapo_envs.navigation import physics
+
+        try:
+            physics.check_impl(physics_impl, max(args.num_envs))
+        except ValueError as error:
+            raise SystemExit(f"env_throughput.py: --physics-impl {physics_impl}: "
+                             f"{str(error).removeprefix('physics_impl: ')}") from None
+    envs = {n: shapo_envs.make_env(n, **physics_kwargs(n, physics_impl, max(args.num_envs))) for n in names}
     if args.envs is None:  # only the MJX tasks
         envs = {n: e for n, e in envs.items() if e.backend == "mjx"}
 

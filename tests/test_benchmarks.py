@@ -224,12 +224,26 @@ def test_env_throughput_writes_sg_side_by_side(tmp_path, monkeypatch):
     assert "sg" not in data and data["config"]["sg"] is None and "ratio_vs_sg" not in data["results"][0]
 
 
-def test_physics_impl_flag_only_where_make_env_takes_it():
+def test_physics_impl_flag_and_its_make_env_options():
     env_throughput = load("env_throughput")
     options = {o for a in env_throughput.build_parser()._actions for o in a.option_strings}
-    assert ("--physics-impl" in options) == env_throughput.physics_impl_supported()
+    assert env_throughput.physics_impl_supported() and "--physics-impl" in options
     assert env_throughput.physics_kwargs("SafetyPointGoal1", None) == {}
-    assert env_throughput.physics_kwargs("SafetyPointGoal1", "warp") == {"physics_impl": "warp"}
+    assert env_throughput.physics_kwargs("SafetyPointGoal1", "jax", 64) == {"physics_impl": "jax"}
+    assert env_throughput.physics_kwargs("SafetyPointGoal1", "warp", 64) == {"physics_impl": "warp", "max_worlds": 64}
+    assert env_throughput.physics_kwargs("SafetyHopperVelocity", "warp", 64) == {}  # navigation only
+
+
+def test_physics_impl_warp_without_warp_fails_in_one_line(tmp_path, monkeypatch):
+    from shapo_envs.navigation import physics
+
+    monkeypatch.setattr(physics, "warp_installed", lambda: False)
+    with pytest.raises(SystemExit) as raised:
+        load("env_throughput").main(["--envs", "SafetyPointGoal1", "--num-envs", "4", "--no-sg",
+                                     "--physics-impl", "warp", "--out", str(tmp_path / "x.json")])
+    assert str(raised.value) == ("env_throughput.py: --physics-impl warp: 'warp' needs warp-lang, which is not "
+                                 "installed (pip install 'shapo-jax[warp]')")
+    assert not (tmp_path / "x.json").exists()
 
 
 @pytest.mark.skipif(not os.path.exists(SG_PYTHON), reason="no Safety-Gymnasium venv (bash benchmarks/cpu_peer/setup.sh)")

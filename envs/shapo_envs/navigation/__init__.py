@@ -30,13 +30,14 @@ SPLIT_NAMES = tuple(f"Safety{r}{k}{lv}{SPLIT_SUFFIX}" for r, k, lv in _SPLIT_TAS
 
 
 def _factory(robot: str, kind: str, level: int, split_cost: bool = False):
-    def factory(**kwargs):
-        backend = kwargs.pop("backend", "mjx")
+    def factory(backend: str = "mjx", physics_impl: str = "jax", max_worlds: int | None = None, **kwargs):
         if backend != "mjx" or kwargs:
-            raise ValueError(f"navigation tasks take no options besides backend='mjx', got {backend!r}, {kwargs}")
+            raise ValueError(f"navigation tasks take no options besides backend='mjx', physics_impl and "
+                             f"max_worlds, got {backend!r}, {kwargs}")
         from shapo_envs.navigation.env import NavigationEnv  # MJCF is built on first use only
 
-        return NavigationEnv(robot, kind, level, split_cost=split_cost)
+        return NavigationEnv(robot, kind, level, split_cost=split_cost, physics_impl=physics_impl,
+                             max_worlds=max_worlds)
 
     return factory
 

@@ -32,7 +32,7 @@ import numpy as np
 from brax.envs.base import Env, State
 from mujoco import mjx
 
-from shapo_envs.navigation import layout, lidar, tasks, world
+from shapo_envs.navigation import layout, lidar, physics, tasks, world
 from shapo_envs.navigation.robots import ROBOTS
 
 # geom kinds whose contacts with the agent matter (index into the per-geom kind table)
@@ -56,12 +56,16 @@ class NavigationEnv(Env):
     """``Safety{robot}{kind}{level}`` (see the module docstring)."""
 
     def __init__(self, robot: str, kind: str, level: int, reference_physics: bool = False,
-                 split_cost: bool = False):
+                 split_cost: bool = False, physics_impl: str = "jax", max_worlds: int | None = None):
         """``reference_physics=True`` steps Safety-Gymnasium's physics without the fast world's
         edits (world.py ``reference``): slower, for measuring what those edits change.
         ``split_cost=True`` reports one cost per constrained object kind (``cost_kinds``) as
         ``info["cost"]`` of shape ``(len(cost_kinds),)``; tasks with fewer than two such kinds
-        raise ``ValueError``."""
+        raise ``ValueError``. ``physics_impl="warp"`` steps the same model with MJX's Warp
+        implementation (``physics.py``); it allocates contacts for all worlds stepped
+        together, so it needs ``max_worlds``, the most envs stepped in one batch."""
+        physics.check_impl(physics_impl, max_worlds)
+        self.physics_impl = physics_impl
         self.robot = ROBOTS[robot]
         self.spec = tasks.task_spec(kind, level, robot)
         self.kind = kind
@@ -71,10 +75,15 @@ class NavigationEnv(Env):
                 f"split_cost: Safety{robot}{kind}{level} has {len(self.cost_kinds)} costing kind(s) of object "
                 f"({', '.join(self.cost_kinds) or 'none'}); a split cost needs two or more")
         self.split_cost = bool(split_cost)
-        self.mj_model, self.excluded_pairs = world.build_model(self.robot, self.spec, reference_physics)
-        self.sys = mjx.put_model(self.mj_model)
-        self._sys_without_sensors = self.sys.replace(
-            opt=self.sys.opt.replace(disableflags=self.sys.opt.disableflags | mjx.DisableBit.SENSOR))
+        warp = physics_impl == "warp"
+        self.mj_model, self.excluded_pairs = world.build_model(self.robot, self.spec, reference_physics,
+                                                               touch_sensors=warp)
+        if warp:
+            self.sys, self._sys_without_sensors, self._data0 = physics.warp_models(self.mj_model, max_worlds)
+        else:
+            self.sys = mjx.put_model(self.mj_model)
+            self._sys_without_sensors = self.sys.replace(
+                opt=self.sys.opt.replace(disableflags=self.sys.opt.disableflags | mjx.DisableBit.SENSOR))
         m = self.mj_model
         self._set_pose = self.robot.pose_setter(m)
         self._read_sensors = self.robot.sensor_reader(m)
@@ -116,6 +125,9 @@ class NavigationEnv(Env):
                 if code == _BUTTON:
                     button[:-1][m.geom_bodyid == body] = i
         self._agent_geom, self._geom_kind, self._geom_button = map(jnp.asarray, (agent_geom, kind, button))
+        # the Warp path reads contacts from the touch sensors: their sensordata address per kind
+        self._touch_adr = {name: np.array([m.sensor(f"touch_{n}").adr[0] for n in names[name]])
+                           for name in world.TOUCHED_KINDS if warp and name in names}
 
     # ------------------------------------------------------------------ Brax Env interface
     @property
@@ -147,8 +159,8 @@ class NavigationEnv(Env):
         for name, ids in self._mocap.items():
             mocap_pos = mocap_pos.at[ids, :2].set(xy[self._slots[name]])
             mocap_quat = mocap_quat.at[ids].set(_yaw_quat(yaw[self._slots[name]]))
-        data = mjx.make_data(self.sys).replace(qpos=qpos, mocap_pos=mocap_pos, mocap_quat=mocap_quat)
-        data = mjx.forward(self.sys, data)
+        data0 = self._data0 if self.physics_impl == "warp" else mjx.make_data(self.sys)
+        data = mjx.forward(self.sys, data0.replace(qpos=qpos, mocap_pos=mocap_pos, mocap_quat=mocap_quat))
 
         cost = jnp.zeros((len(self.cost_kinds),) if self.split_cost else ())
         info = {"rng": rng, "layout": xy, "cost": cost, "goal_met": jnp.zeros(())}
@@ -169,20 +181,7 @@ class NavigationEnv(Env):
         info = dict(state.info)
         data = state.pipeline_state.replace(ctrl=jnp.clip(action, self._ctrl_range[:, 0], self._ctrl_range[:, 1]))
 
-        def substep(d, i):  # frameskip x mjx.step (= forward, integrate), then one forward
-            move = i < self.robot.frameskip
-            if "gremlins" in self._mocap:
-                d = jax.lax.cond(move, lambda d: d.replace(mocap_pos=self._gremlin_pos(d, info["layout"])),
-                                 lambda d: d, d)
-            d = mjx.forward(self._sys_without_sensors, d)
-            return jax.lax.cond(move, self._integrate, lambda d: d, d), None
-
-        # one copy of forward in the program (halves the compile) instead of scan(step) + forward;
-        # sensors only after the last one, where SG reads them (the same values: they are
-        # functions of the final state alone)
-        data, _ = jax.lax.scan(substep, data, jnp.arange(self.robot.frameskip + 1))
-        data = mjx.sensor_acc(self.sys, mjx.sensor_vel(self.sys, mjx.sensor_pos(self.sys, data)))
-
+        data = self._physics_step(data, info["layout"])
         dists = self._distances(data, info["goal"])
         touch = self._touching(data)
         if self.kind == "Button":  # SG ButtonLevel0.goal_achieved: touching the goal button
@@ -200,8 +199,10 @@ class NavigationEnv(Env):
         info, done = self._new_goal(data, info, achieved)
         info.update(self._distances(data, info["goal"]))  # SG update_world refreshes last_* too
         info.update(cost_values, cost=cost, goal_met=achieved.astype(jnp.float32))
-        return state.replace(pipeline_state=data, obs=self._obs(data, info), reward=reward,
-                             done=done.astype(jnp.float32), info=info)
+        obs = self._obs(data, info)
+        if self.physics_impl == "warp":  # dropped contacts or rows: poison the step (physics.py)
+            obs, reward = physics.poison_on_overflow(data, obs, reward)
+        return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done.astype(jnp.float32), info=info)
 
     def place_object(self, qpos: jax.Array, name: str, xy: jax.Array, yaw: jax.Array) -> jax.Array:
         """``qpos`` with every instance of a movable object kind at ``xy`` (n, 2), heading ``yaw`` (n,)."""
@@ -215,6 +216,33 @@ class NavigationEnv(Env):
         return jnp.linalg.norm(d.qvel[dofs[:, None] + jnp.arange(3)], axis=-1)  # free joint: linear first
 
     # ------------------------------------------------------------------ task logic
+    def _physics_step(self, data, layout_xy):
+        """SG's ``frameskip`` physics steps (gremlins moved before each), then one forward
+        with sensors."""
+        def move_gremlins(d):
+            if "gremlins" not in self._mocap:
+                return d
+            return d.replace(mocap_pos=self._gremlin_pos(d, layout_xy))
+
+        if self.physics_impl == "warp":  # Warp runs whole steps only
+            def step(d, _):
+                return mjx.step(self._sys_without_sensors, move_gremlins(d)), None
+
+            data, _ = jax.lax.scan(step, data, None, length=self.robot.frameskip)
+            return mjx.forward(self.sys, data)
+
+        def substep(d, i):  # frameskip x mjx.step (= forward, integrate), then one forward
+            move = i < self.robot.frameskip
+            d = jax.lax.cond(move, move_gremlins, lambda d: d, d)
+            d = mjx.forward(self._sys_without_sensors, d)
+            return jax.lax.cond(move, self._integrate, lambda d: d, d), None
+
+        # one copy of forward in the program (halves the compile) instead of scan(step) + forward;
+        # sensors only after the last one, where SG reads them (the same values: they are
+        # functions of the final state alone)
+        data, _ = jax.lax.scan(substep, data, jnp.arange(self.robot.frameskip + 1))
+        return mjx.sensor_acc(self.sys, mjx.sensor_vel(self.sys, mjx.sensor_pos(self.sys, data)))
+
     def _integrate(self, d):
         """The integrator half of ``mjx.step`` (its forward half is done by the caller)."""
         integrator = self.mj_model.opt.integrator
@@ -263,8 +291,14 @@ class NavigationEnv(Env):
         return jnp.clip(reward, -tasks.REWARD_CLIP, tasks.REWARD_CLIP).astype(jnp.float32)
 
     def _touching(self, d):
-        """Per object kind, which instances touch an agent geom (MJX contacts with dist < margin)."""
-        contact = d._impl.contact
+        """Per object kind, the number of contacts with the agent (per instance for buttons)."""
+        if self.physics_impl == "warp":
+            found = {name: d.sensordata[adr] for name, adr in self._touch_adr.items()}
+            out = {name: jnp.sum(found.get(name, jnp.zeros(0))).astype(jnp.int32) for name in _KIND_OF}
+            if "buttons" in found:
+                out["buttons"] = found["buttons"] > 0
+            return out
+        contact = d._impl.contact  # MJX's JAX contacts, active when dist < margin
         active = contact.dist < contact.includemargin
         g1, g2 = contact.geom[:, 0], contact.geom[:, 1]
         a1, a2 = self._agent_geom[g1], self._agent_geom[g2]

@@ -207,12 +207,16 @@ def _set_obstacle_condim(worldbody) -> None:
             geom.set("condim", OBSTACLE_CONDIM)
 
 
-def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (), reference: bool = False) -> str:
+def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (), reference: bool = False,
+              touch_sensors: bool = False) -> str:
     """The world's MJCF. ``reference=True`` builds Safety-Gymnasium's physics (free vases and
     push box on the floor, every floor contact), which the tests step natively as the
-    reference for the fast world."""
+    reference for the fast world. ``touch_sensors=True`` adds one ``touch_<body>`` contact
+    sensor per costing object (``_add_touch_sensors``)."""
     root = ET.fromstring(robot_xml)
     _add_objects(root.find("worldbody"), spec, reference)
+    if touch_sensors:
+        _add_touch_sensors(root, spec)
     if not reference:
         _set_obstacle_condim(root.find("worldbody"))
         _add_chassis_feet(root.find("worldbody").find("body[@name='agent']"))
@@ -230,6 +234,24 @@ def build_xml(robot_xml: str, spec: TaskSpec, exclude: list[tuple[str, str]] = (
         for b1, b2 in exclude:
             ET.SubElement(contact, "exclude", {"body1": b1, "body2": b2})
     return ET.tostring(root, encoding="unicode")
+
+
+TOUCHED_KINDS = ("vases", "pillars", "gremlins", "buttons")  # SG's contact-costed objects
+
+
+def _add_touch_sensors(root, spec: TaskSpec) -> None:
+    """One MuJoCo contact sensor per instance of a contact-costed kind: ``data="found"``
+    counts the contacts between the agent's subtree and that body, the count SG's
+    ``cal_cost`` loops over ``data.contact`` for. For MJX's Warp implementation, whose
+    contacts of all worlds share one list that a vmapped env cannot pick its own from."""
+    sensor = root.find("sensor")
+    if sensor is None:
+        sensor = ET.SubElement(root, "sensor")
+    for obj in spec.objects:
+        if obj.name in TOUCHED_KINDS:
+            for body in obj.instance_names:
+                ET.SubElement(sensor, "contact", {"name": f"touch_{body}", "subtree1": "agent", "body2": body,
+                                                  "data": "found"})
 
 
 def _contact_section(root):
@@ -253,14 +275,15 @@ def _add_floor_pairs(root) -> None:
                                         "friction": "1 1 0.005 0.0001 0.0001"})
 
 
-def build_model(robot, spec: TaskSpec, reference: bool = False) -> tuple[mujoco.MjModel, list[tuple[str, str]]]:
+def build_model(robot, spec: TaskSpec, reference: bool = False,
+                touch_sensors: bool = False) -> tuple[mujoco.MjModel, list[tuple[str, str]]]:
     """The compiled world and the body pairs excluded because MJX cannot collide them."""
     robot_xml = robot.xml_path.read_text()
     assets_dir = str(robot.xml_path.parent)
-    model = _compile(build_xml(robot_xml, spec, reference=reference), assets_dir)
+    model = _compile(build_xml(robot_xml, spec, reference=reference, touch_sensors=touch_sensors), assets_dir)
     excluded = _unsupported_body_pairs(model)
     if excluded:
-        model = _compile(build_xml(robot_xml, spec, excluded, reference), assets_dir)
+        model = _compile(build_xml(robot_xml, spec, excluded, reference, touch_sensors), assets_dir)
         assert not _unsupported_body_pairs(model)
     return model, excluded
 
