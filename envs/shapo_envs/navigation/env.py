@@ -219,21 +219,22 @@ class NavigationEnv(Env):
     def _physics_step(self, data, layout_xy):
         """SG's ``frameskip`` physics steps (gremlins moved before each), then one forward
         with sensors."""
+        gremlins = "gremlins" in self._mocap
+
         def move_gremlins(d):
-            if "gremlins" not in self._mocap:
-                return d
             return d.replace(mocap_pos=self._gremlin_pos(d, layout_xy))
 
         if self.physics_impl == "warp":  # Warp runs whole steps only
             def step(d, _):
-                return mjx.step(self._sys_without_sensors, move_gremlins(d)), None
+                return mjx.step(self._sys_without_sensors, move_gremlins(d) if gremlins else d), None
 
             data, _ = jax.lax.scan(step, data, None, length=self.robot.frameskip)
             return mjx.forward(self.sys, data)
 
         def substep(d, i):  # frameskip x mjx.step (= forward, integrate), then one forward
             move = i < self.robot.frameskip
-            d = jax.lax.cond(move, move_gremlins, lambda d: d, d)
+            if gremlins:
+                d = jax.lax.cond(move, move_gremlins, lambda d: d, d)
             d = mjx.forward(self._sys_without_sensors, d)
             return jax.lax.cond(move, self._integrate, lambda d: d, d), None
 
