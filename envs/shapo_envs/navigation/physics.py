@@ -9,11 +9,16 @@ in contact-rich scenes on a GPU. Two things differ for the env (env.py):
 * Warp keeps the contacts of *all* worlds of a vmapped batch in one list of ``naconmax``
   entries, so the contact list must be sized for the batch (``max_worlds``), and a vmapped
   env cannot read its own contacts from it: the world carries one MuJoCo contact sensor per
-  contact-costed object instead (world.py ``touch_sensors``), which both implementations
-  compute per world.
+  contact-costed object instead (world.py ``touch_sensors``), computed per world. Only the
+  Warp world has them: MJX's JAX ``put_model`` refuses contact sensors that match bodies, and
+  the JAX path reads its own per-world contact array.
 * Warp has no stage functions (``mjx.euler``, ``mjx.sensor_pos``...): a step is
   ``frameskip`` x ``mjx.step`` without sensors, then one ``mjx.forward`` with them, the same
   sequence of computations as the JAX path's.
+
+The trainer does not take Warp envs yet: ``jax.vmap`` leaves Warp's shared fields unbatched
+(MJX's batching rule), while the trainer merges seed and env axes (``batching.flat_vmap``) and
+selects whole states leaf by leaf (resets, the NaN guard), which would need MJX's ``Data.where``.
 """
 
 from __future__ import annotations
