@@ -32,10 +32,38 @@ def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
     return init
 
 
+def orthogonal(scale: float) -> nn.initializers.Initializer:
+    """Flax's orthogonal initializer, drawing one matrix at a time under ``vmap``.
+
+    The same values as ``nn.initializers.orthogonal(scale)`` (the QR of a normal matrix). Under
+    ``vmap`` (seeds, radii) JAX would batch that QR into one LAPACK call, and on jaxlib 0.10's
+    CPU runtime a program holding a batched QR next to large fusions (a vmapped ``init`` of 2
+    seeds x 256 SafetyPointGoal1 envs) deadlocked: every thread idle, ``block_until_ready``
+    waiting forever. Here the batch is a ``lax.map``, so each QR is a single matrix's.
+    """
+    draw_one = nn.initializers.orthogonal(scale)
+
+    def init(key, shape, dtype=jnp.float32):
+        @jax.custom_batching.custom_vmap
+        def draw(key):
+            return draw_one(key, shape, dtype)
+
+        @draw.def_vmap
+        def draw_batched(axis_size, in_batched, key):
+            del axis_size
+            if not in_batched[0]:
+                return draw(key), False
+            return jax.lax.map(draw, key), True
+
+        return draw(key)
+
+    return init
+
+
 def dense(width: int, fan_in: int, initialization: Initialization, orthogonal_scale: float) -> nn.Dense:
     if initialization == "torch":
         return nn.Dense(width, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
-    return nn.Dense(width, kernel_init=nn.initializers.orthogonal(orthogonal_scale))
+    return nn.Dense(width, kernel_init=orthogonal(orthogonal_scale))
 
 
 class MLP(nn.Module):
