@@ -16,6 +16,15 @@ Each row of such a task gets ``sg_steps_per_s`` and ``ratio_vs_sg`` (our env-onl
 that batch size / SG's single-env steps/s; SG's timing includes its resets, one per 1000-step
 episode, ours has none); ``sg`` holds SG's own records. ``--no-sg`` skips it.
 
+``--devices N`` splits each batch over N devices (a one-axis mesh, every state leaf split along
+the envs). XLA runs a program on one CPU device in a single thread, so on a CPU the script makes
+N host devices before JAX starts (``--xla_force_host_platform_device_count``, unless
+``XLA_FLAGS`` names a count) and N up to the core count uses N cores. Rows record
+``num_devices`` and ``devices_holding_states`` (read from the final states' sharding). On
+jaxlib 0.10 a CPU run with N > 1 can deadlock: the devices' batched LAPACK calls (MJX's
+Cholesky) wait on pieces queued behind each other on XLA's one-thread-per-core pool; it did on
+SafetyPointGoal2 (README, "All cores of a CPU").
+
   python benchmarks/env_throughput.py --quick --out benchmarks/results/env_throughput_cpu.json
   python benchmarks/env_throughput.py --suite navigation --num-envs 1 1024 --steps 4 --repeats 1 \
       --out benchmarks/results/env_throughput_navigation_cpu.json
@@ -34,6 +43,7 @@ import time
 
 import jax
 import jax.numpy as jp
+import numpy as np
 
 import shapo_envs
 
@@ -53,8 +63,19 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t
 
 
-def bench(env, num_envs: int, steps: int, actions: str, repeats: int, seed: int) -> dict:
-    """Compile and time ``steps`` batched steps of ``num_envs`` envs (after one batched reset)."""
+def env_sharding(num_devices: int):
+    """The env batch split over the first ``num_devices`` devices (None for one device)."""
+    if num_devices == 1:
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    return NamedSharding(Mesh(np.asarray(jax.devices()[:num_devices]), ("env",)), PartitionSpec("env"))
+
+
+def bench(env, num_envs: int, steps: int, actions: str, repeats: int, seed: int, num_devices: int = 1) -> dict:
+    """Compile and time ``steps`` batched steps of ``num_envs`` envs (after one batched reset),
+    the batch split over ``num_devices`` devices."""
+    sharding = env_sharding(num_devices)
     step = jax.vmap(env.step)
     size = (num_envs, env.action_size)
 
@@ -69,10 +90,11 @@ def bench(env, num_envs: int, steps: int, actions: str, repeats: int, seed: int)
         return state
 
     key_reset, key_act = jax.random.split(jax.random.PRNGKey(seed))
-    state, reset_compile_s = batched_reset(env, jax.random.split(key_reset, num_envs))
+    state, reset_compile_s = batched_reset(env, jax.random.split(key_reset, num_envs), sharding)
 
     t = time.perf_counter()
-    rollout_c = jax.jit(rollout).lower(state, key_act).compile()
+    shardings = {} if sharding is None else {"in_shardings": (sharding, None), "out_shardings": sharding}
+    rollout_c = jax.jit(rollout, **shardings).lower(state, key_act).compile()
     compile_s = time.perf_counter() - t
 
     final, first_run_s = _timed(rollout_c, state, key_act)
@@ -81,6 +103,8 @@ def bench(env, num_envs: int, steps: int, actions: str, repeats: int, seed: int)
     finite = jp.all(jp.isfinite(final.obs), axis=-1)
     return {
         "num_envs": num_envs,
+        "num_devices": num_devices,
+        "devices_holding_states": len(final.obs.sharding.device_set),
         "steps": steps,
         "actions": actions,
         "reset_compile_s": round(reset_compile_s, 3),
@@ -175,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sg-steps", type=int, default=2000,
                    help="timed SG steps per navigation task (2000 = two 1000-step episodes, so SG's resets are in the timing)")
     p.add_argument("--no-sg", action="store_true", help="do not step Safety-Gymnasium")
+    p.add_argument("--devices", type=int, default=1,
+                   help="split each env batch over this many devices; on a CPU, that many host devices "
+                        "are made (one thread each), so up to one per core adds cores (jaxlib 0.10 can "
+                        "deadlock there on tasks with many degrees of freedom, e.g. SafetyPointGoal2)")
     if physics_impl_supported():
         p.add_argument("--physics-impl", choices=("jax", "warp"), default=None,
                        help="MJX implementation passed to make_env (default: the env's own)")
@@ -198,6 +226,21 @@ def check_sg_python(args, names: list[str]) -> None:
                      f"run `bash benchmarks/cpu_peer/setup.sh` first, or pass --no-sg")
 
 
+def use_devices(num_devices: int, batch_sizes: list[int]) -> None:
+    """Makes ``num_devices`` host devices where JAX runs on the CPU (XLA's
+    ``--xla_force_host_platform_device_count``, read when JAX starts its backend, so before any
+    computation); fails in one line when that many devices cannot be had or a batch does not split."""
+    if num_devices < 1 or any(n % num_devices for n in batch_sizes):
+        raise SystemExit(f"env_throughput.py: --devices: must be >= 1 and divide every --num-envs "
+                         f"{batch_sizes}, got {num_devices}")
+    if num_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_force_host_platform_device_count={num_devices}").strip()
+    if jax.device_count() < num_devices:
+        raise SystemExit(f"env_throughput.py: --devices: {num_devices} asked for, {jax.device_count()} "
+                         f"{jax.default_backend()} device(s) visible")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
@@ -206,10 +249,14 @@ def main(argv=None) -> int:
 
     names = task_names(args)
     check_sg_python(args, names)
+    use_devices(args.devices, args.num_envs)
     physics_impl = getattr(args, "physics_impl", None)
     if physics_impl is not None:  # one line, before anything compiles
         from shapo_envs.navigation import physics
 
+        if physics_impl == "warp" and args.devices > 1:
+            raise SystemExit("env_throughput.py: --devices: Warp shares one contact list across the worlds it "
+                             "steps, so --physics-impl warp runs on one device")
         try:
             physics.check_impl(physics_impl, max(args.num_envs))
         except ValueError as error:
@@ -225,6 +272,7 @@ def main(argv=None) -> int:
         "benchmark": "env_throughput",
         "config": {"steps": args.steps, "num_envs": args.num_envs, "actions": args.actions,
                    "repeats": args.repeats, "seed": args.seed, "auto_reset": False, "physics_impl": physics_impl,
+                   "devices": args.devices,
                    "sg": {"python": args.sg_python, "steps": args.sg_steps, "warmup": SG_WARMUP, "num_envs": 1,
                           "ratio_vs_sg": "our env-only steps/s at that num_envs / SG single-env steps/s, "
                                          "SG timed right after ours on the same machine"} if sg_on else None},
@@ -242,7 +290,7 @@ def main(argv=None) -> int:
         rows = []
         for n in args.num_envs:
             print(f"{name:28s} num_envs={n:5d}  compiling and running", file=sys.stderr, flush=True)
-            row = {"env": name, **bench(env, n, args.steps, args.actions, args.repeats, args.seed)}
+            row = {"env": name, **bench(env, n, args.steps, args.actions, args.repeats, args.seed, args.devices)}
             rows.append(row)
             report["results"].append(row)
             print(f"{name:28s} num_envs={n:5d}  {row['steps_per_s']:10.0f} steps/s  "

@@ -36,10 +36,13 @@ def orthogonal(scale: float) -> nn.initializers.Initializer:
     """Flax's orthogonal initializer, drawing one matrix at a time under ``vmap``.
 
     The same values as ``nn.initializers.orthogonal(scale)`` (the QR of a normal matrix). Under
-    ``vmap`` (seeds, radii) JAX would batch that QR into one LAPACK call, and on jaxlib 0.10's
-    CPU runtime a program holding a batched QR next to large fusions (a vmapped ``init`` of 2
-    seeds x 256 SafetyPointGoal1 envs) deadlocked: every thread idle, ``block_until_ready``
-    waiting forever. Here the batch is a ``lax.map``, so each QR is a single matrix's.
+    ``vmap`` (seeds, radii) JAX would batch that QR into one LAPACK call, and jaxlib 0.10's
+    batched LAPACK kernels split the batch over XLA's intra-op thread pool (one thread per core)
+    and wait for the pieces, so two such calls at once can hold every thread of a 2-core CPU
+    with the pieces never run (gdb showed exactly that for MJX's batched Cholesky, README "All
+    cores of a CPU"). A vmapped ``init`` of 2 seeds x 256 SafetyPointGoal1 envs deadlocked so
+    (every thread idle) with flax's initializer, and ran with ``initialization="torch"`` (no
+    QR) and with this one. Here the batch is a ``lax.map``: each QR is one matrix's.
     """
     draw_one = nn.initializers.orthogonal(scale)
 

@@ -246,6 +246,30 @@ def test_physics_impl_warp_without_warp_fails_in_one_line(tmp_path, monkeypatch)
     assert not (tmp_path / "x.json").exists()
 
 
+def test_env_throughput_devices_splits_the_batch_over_host_devices(tmp_path):
+    """--devices 2 on a CPU makes two host devices (a fresh process: JAX reads the XLA flag when it
+    starts) and keeps the env states split over both through the timed rollout."""
+    out = tmp_path / "d.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "env_throughput.py"), "--envs", "PointHazard",
+                           "--num-envs", "4", "--steps", "2", "--repeats", "1", "--no-sg", "--devices", "2",
+                           "--out", str(out)], env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["config"]["devices"] == 2 and data["device"]["num_devices"] == 2
+    (row,) = data["results"]
+    assert row["num_devices"] == row["devices_holding_states"] == 2 and row["nonfinite_final_obs_envs"] == 0
+
+
+def test_env_throughput_devices_that_do_not_divide_the_batch_fail_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        load("env_throughput").main(["--envs", "PointHazard", "--num-envs", "1", "4", "--no-sg", "--devices", "2",
+                                     "--out", str(tmp_path / "x.json")])
+    assert str(raised.value) == "env_throughput.py: --devices: must be >= 1 and divide every --num-envs [1, 4], got 2"
+    assert not (tmp_path / "x.json").exists()
+
+
 @pytest.mark.skipif(not os.path.exists(SG_PYTHON), reason="no Safety-Gymnasium venv (bash benchmarks/cpu_peer/setup.sh)")
 def test_run_sg_steps_safety_gymnasium():
     """The real subprocess: cpu_peer/run.py --navigation in SG's own venv."""

@@ -2,9 +2,10 @@
 
 Why it exists: on jaxlib 0.10's CPU runtime ``jax.jit(jax.vmap(trainer.init))`` for 2 seeds x
 256 SafetyPointGoal1 envs deadlocked (every thread idle, ``block_until_ready`` waiting
-forever) while flax's initializer put both seeds' QRs into one batched LAPACK call; with
-``initialization="torch"`` (no QR) or one seed it ran. The deadlock depends on program size,
-so the test below checks the cause, that no batched QR is left, rather than waiting on a hang.
+forever) while flax's initializer put both seeds' QRs into batched LAPACK calls, whose kernels
+split a batch over XLA's thread pool and wait for the pieces; with ``initialization="torch"``
+(no QR) or one seed it ran. The deadlock depends on program size and timing, so the test
+below checks the cause, that no batched QR is left, rather than waiting on a hang.
 """
 
 from __future__ import annotations
