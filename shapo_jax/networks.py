@@ -44,12 +44,13 @@ def orthogonal(scale: float) -> nn.initializers.Initializer:
     (every thread idle) with flax's initializer, and ran with ``initialization="torch"`` (no
     QR) and with this one. Here the batch is a ``lax.map``: each QR is one matrix's.
     """
-    draw_one = nn.initializers.orthogonal(scale)
+    unit = nn.initializers.orthogonal(1.0)  # the scale is applied outside: it may be a tracer,
+    # which a custom_vmap function must not close over
 
     def init(key, shape, dtype=jnp.float32):
         @jax.custom_batching.custom_vmap
         def draw(key):
-            return draw_one(key, shape, dtype)
+            return unit(key, shape, dtype)
 
         @draw.def_vmap
         def draw_batched(axis_size, in_batched, key):
@@ -58,7 +59,7 @@ def orthogonal(scale: float) -> nn.initializers.Initializer:
                 return draw(key), False
             return jax.lax.map(draw, key), True
 
-        return draw(key)
+        return jnp.asarray(scale, dtype) * draw(key)
 
     return init
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.extend
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -35,6 +36,20 @@ def test_orthogonal_equals_flax_bit_for_bit_alone_and_vmapped(shape):
     small = min(shape)  # orthonormal rows or columns, whichever are fewer, with norm sqrt 2
     gram = expected[0].T @ expected[0] if shape[0] >= shape[1] else expected[0] @ expected[0].T
     np.testing.assert_allclose(gram, 2.0 * np.eye(small), atol=1e-5)
+
+
+def test_orthogonal_takes_a_traced_scale_under_nested_vmap():
+    """The MLP passes ``jnp.sqrt(2.0)``, a tracer inside a traced init; the per-constraint cost
+    critics add a vmap inside the seeds' one (train.init_cost_critic)."""
+    def init(key, scale_source):
+        keys = jax.random.split(key, 2)
+        return jax.vmap(lambda k: orthogonal(jnp.sqrt(scale_source))(k, (5, 4)))(keys)
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    got = np.asarray(jax.jit(jax.vmap(init, in_axes=(0, None)))(keys, 2.0))
+    for i, key in enumerate(keys):
+        for j, sub in enumerate(jax.random.split(key, 2)):
+            np.testing.assert_array_equal(got[i, j], np.asarray(nn.initializers.orthogonal(np.sqrt(2.0))(sub, (5, 4))))
 
 
 def _qr_operand_ranks(jaxpr) -> list[int]:
