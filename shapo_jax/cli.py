@@ -215,7 +215,7 @@ def run(config, out: Optional[str]) -> dict[str, Any]:
     start = time.perf_counter()
     keys = distributed.put_global(seed_keys(config.seed, config.num_seeds), distributed.seed_sharding(mesh))
     abstract_state = jax.eval_shape(jax.vmap(trainer.init), keys)
-    state_sharding = distributed.state_shardings(mesh, abstract_state)
+    state_sharding = distributed.state_shardings(mesh, abstract_state, trainer.shared_env_leaves)
     update = jax.jit(
         jax.vmap(trainer.update), in_shardings=(state_sharding,),
         out_shardings=(state_sharding, distributed.replicated(mesh)), donate_argnums=0,

@@ -22,6 +22,7 @@ PRESETS = ("none", "paper", "paper-base")
 GEOMETRIES = ("euclidean", "fisher")
 OBSERVATION_NORMALIZATIONS = ("update", "step")
 INITIALIZATIONS = ("orthogonal", "torch")
+PHYSICS_IMPLS = ("jax", "warp")
 CostLimit = Union[float, tuple[float, ...]]  # one limit, or one per constraint; the CLI reads "5,15"
 
 
@@ -47,6 +48,8 @@ class TrainConfig:
     """Registered task name (see ``shapo_envs.list_envs()``)."""
     env_module: Optional[str] = None
     """Python module to import first, whose ``shapo_envs.register`` calls add your own tasks for --env (e.g. mypkg.envs; the working directory is searched too)."""
+    physics_impl: Literal["jax", "warp"] = "jax"
+    """MJX implementation stepping tasks that offer one (the navigation tasks): jax, or warp (MuJoCo Warp, pip install 'shapo-jax[warp]'; for NVIDIA GPUs, slow on a CPU; one device). Warp keeps one contact list for --num-seeds x --num-envs worlds; vmap train over at most --num-seeds runs."""
     algo: str = "ppo_lag"
     """Algorithm: ppo (unconstrained; cost only logged), ppo_lag, ppo_pid, trpo_lag, trpo_pid (the paper's PIDLag), cpo, crpo."""
     preset: Literal["none", "paper", "paper-base"] = "none"
@@ -267,6 +270,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     import_env_module(config)
     config = validate(apply_preset(config), shapo_envs.list_envs())
     spec = shapo_envs.get_spec(config.env)
+    check_physics_impl(config, spec)
     return dataclasses.replace(
         config,
         cost_limit=resolve_cost_limit(config, spec),
@@ -274,6 +278,32 @@ def resolve(config: TrainConfig) -> TrainConfig:
         redraw_resets=spec.redraw_resets if config.redraw_resets is None else bool(config.redraw_resets),
         hidden_sizes=tuple(config.hidden_sizes),
     )
+
+
+def physics_options(config: TrainConfig) -> dict:
+    """``make_env`` options for ``--physics-impl``: none for jax (every task's default), so
+    tasks without the option build as always; Warp also takes the most worlds stepped at once."""
+    if config.physics_impl == "jax":
+        return {}
+    return {"physics_impl": config.physics_impl, "max_worlds": config.num_seeds * config.num_envs}
+
+
+def check_physics_impl(config: TrainConfig, spec) -> None:
+    """``ConfigError`` naming ``--physics-impl`` when the task has no such option or Warp cannot
+    run here (not installed, a backend it has no kernels for), before anything compiles."""
+    if config.physics_impl == "jax":
+        return
+    import inspect
+
+    if "physics_impl" not in inspect.signature(spec.factory).parameters:
+        raise ConfigError("physics_impl", f"{config.env} has one physics implementation; {config.physics_impl!r} "
+                                          f"steps the navigation tasks (Safety...Goal/Button/Push)")
+    from shapo_envs.navigation import physics
+
+    try:
+        physics.check_impl(config.physics_impl, max_worlds=config.num_seeds * config.num_envs)
+    except ValueError as error:
+        raise ConfigError("physics_impl", str(error).removeprefix("physics_impl: ")) from None
 
 
 def resolve_cost_limit(config: TrainConfig, spec) -> CostLimit:
@@ -364,6 +394,11 @@ def validate(config: TrainConfig, known_envs: Optional[list[str]] = None) -> Tra
              f"must be one of {', '.join(INITIALIZATIONS)}, got {c.initialization!r}")
     _require(isinstance(c.cost_window, int) and c.cost_window >= 0, "cost_window",
              f"must be an integer >= 0 (0 = this update's episodes), got {c.cost_window}")
+    _require(c.physics_impl in PHYSICS_IMPLS, "physics_impl",
+             f"must be one of {', '.join(PHYSICS_IMPLS)}, got {c.physics_impl!r}")
+    _require(c.physics_impl == "jax" or c.num_devices == 1, "physics_impl",
+             f"'warp' keeps one contact list for all the worlds it steps, so it runs on one device; "
+             f"pass --num-devices 1, got {c.num_devices}")
     _require(c.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {c.preset!r}")
     for name in ("num_seeds", "num_envs", "unroll_length", "num_minibatches", "update_epochs", "total_steps", "cg_iters",
                  "trust_region_cg_iters", "line_search_steps", "pid_d_delay"):

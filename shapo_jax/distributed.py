@@ -97,13 +97,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def state_shardings(mesh: Mesh, abstract_state) -> Any:
+def state_shardings(mesh: Mesh, abstract_state, shared_env_leaves: Optional[Any] = None) -> Any:
     """Shardings for a vmapped ``TrainState``: every leaf by seed, and the env runner's
-    ``[seeds, envs, ...]`` leaves by seed and env."""
+    ``[seeds, envs, ...]`` leaves by seed and env; env-state leaves that the whole batch
+    shares (``shared_env_leaves``, batching.py: MJX Warp's contact list, no seed or env axis)
+    replicated."""
     by_seed = seed_sharding(mesh)
     by_seed_and_env = NamedSharding(mesh, PartitionSpec(SEED_AXIS, ENV_AXIS))
     shardings = jax.tree.map(lambda _: by_seed, abstract_state)
-    return shardings._replace(runner=jax.tree.map(lambda _: by_seed_and_env, abstract_state.runner))
+    runner = jax.tree.map(lambda _: by_seed_and_env, abstract_state.runner)
+    if shared_env_leaves is not None:
+        env_state = jax.tree.map(lambda shared, sharding: replicated(mesh) if shared else sharding,
+                                 shared_env_leaves, runner.env_state)
+        runner = runner._replace(env_state=env_state, initial_env_state=env_state)
+    return shardings._replace(runner=runner)
 
 
 def put_global(host_tree, shardings) -> Any:

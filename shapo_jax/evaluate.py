@@ -115,6 +115,15 @@ def make_policy(trainer):
     return policy
 
 
+def evaluation_env(trainer):
+    """The env evaluation steps: the trainer's, or for a ``--physics-impl warp`` run the same
+    task on MJX's JAX implementation (the same model and observations; Warp's contact list is
+    sized for the training batch, not for the episodes evaluated)."""
+    import shapo_envs
+
+    return trainer.env if trainer.config.physics_impl == "jax" else shapo_envs.make_env(trainer.config.env)
+
+
 def make_evaluate(trainer, num_episodes: int):
     """``evaluate(states, keys, deterministic) -> (returns, costs)``, each [num_seeds, num_episodes]
     (costs [num_seeds, num_episodes, m] for a task with m constraints).
@@ -124,7 +133,7 @@ def make_evaluate(trainer, num_episodes: int):
     import jax
     import jax.numpy as jnp
 
-    env, policy = trainer.env, make_policy(trainer)
+    env, policy = evaluation_env(trainer), make_policy(trainer)
 
     def one_seed(state, key, deterministic):
         reset_key, run_key = jax.random.split(key)
@@ -195,7 +204,7 @@ def render_episode(run_dir: str, path: str, step: Optional[int] = None, seed: in
     from shapo_jax.train import make_trainer
 
     trainer = make_trainer(load_config(run_dir))
-    env = trainer.env
+    env = evaluation_env(trainer)
     system = getattr(getattr(env, "unwrapped", env), "sys", None)
     if system is None:
         raise EvalError(f"{trainer.config.env} is a pure-JAX task without a MuJoCo model: it has no renderer")

@@ -23,7 +23,7 @@ here (transitions, trackers, sums, the window) carries a trailing axis of m, and
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ import shapo_envs  # noqa: F401  before Brax: it silences MJX's optional-backend
 from brax.envs.base import Env, State
 
 from shapo_jax import normalization
-from shapo_jax.batching import flat_vmap
+from shapo_jax.batching import select_envs, vmap_envs
 from shapo_jax.normalization import RunningMeanStd
 
 
@@ -144,14 +144,10 @@ PolicyFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 """policy(observation [num_envs, obs], key) -> (action, log_prob)."""
 
 
-def reset_where(episode_end: jax.Array, initial_state: State, state: State) -> State:
-    """Per env: the initial state where the episode ended, else the current one."""
-
-    def select(initial, current):
-        mask = episode_end.reshape(episode_end.shape + (1,) * (current.ndim - 1))
-        return jnp.where(mask, initial, current)
-
-    return jax.tree.map(select, initial_state, state)
+def reset_where(episode_end: jax.Array, initial_state: State, state: State, shared: Optional[Any] = None) -> State:
+    """Per env: the initial state where the episode ended, else the current one. Leaves all
+    envs share (``shared``, batching.py: Warp's contact list) stay the current ones."""
+    return select_envs(episode_end, initial_state, state, shared)
 
 
 def collect_rollout(
@@ -166,6 +162,7 @@ def collect_rollout(
     cost_limit: float | jax.Array = float("inf"),
     observation_statistics: Optional[RunningMeanStd] = None,
     cost_window: Optional[CostWindow] = None,
+    shared: Optional[Any] = None,
 ) -> Rollout:
     """Steps ``num_envs`` envs for ``unroll_length`` steps; returns time-major transitions.
 
@@ -176,9 +173,10 @@ def collect_rollout(
     at an episode end is the true last observation normalised with that step's statistics
     (the released code bootstraps time-outs on the raw one, a bug not copied here).
     With ``cost_window``, each episode end appends its cost to it (``append_episode_costs``).
+    ``shared`` marks the env state's leaves that the whole batch shares (``batching.shared_leaves``).
     ``cost_limit`` is an [m] array when the env's cost has m constraints.
     """
-    step_fn = flat_vmap(env.step)  # one flat batch under the trainer's vmap over seeds (batching.py)
+    step_fn = vmap_envs(env.step, shared)  # one flat batch under the trainer's vmap over seeds (batching.py)
     normalize = (lambda statistics, observation: observation) if observation_statistics is None else normalization.normalize
 
     def one_step(carry, step_key):
@@ -227,7 +225,7 @@ def collect_rollout(
         tracker = EpisodeTracker(
             episode_return * keep, episode_cost * cost_keep, jnp.where(episode_end > 0, 0, length)
         )
-        after_reset = reset_where(episode_end > 0, initial_state, next_state)
+        after_reset = reset_where(episode_end > 0, initial_state, next_state, shared)
         if statistics is not None:
             statistics = normalization.update(statistics, after_reset.obs)
         transition = Transition(

@@ -31,10 +31,10 @@ from brax.training.acme import running_statistics
 
 from shapo_jax import advantages as gae
 from shapo_jax import normalization
-from shapo_jax.batching import flat_vmap
+from shapo_jax import batching
 from shapo_jax.algorithms import Algorithm, Constraint, get_algorithm
 from shapo_jax.algorithms.critics import fit_critics
-from shapo_jax.config import CostLimit, TrainConfig, resolve
+from shapo_jax.config import CostLimit, TrainConfig, physics_options, resolve
 from shapo_jax.losses import PolicyBatch
 from shapo_jax.networks import Critic, GaussianActor, gaussian_log_prob
 from shapo_jax.rollout import CostWindow, EpisodeTracker, FinishedEpisodes, Transition, collect_rollout
@@ -111,6 +111,8 @@ class Trainer:
     # update with the state's own radius state.rho (traced), as train(key, rho) steps: drives
     # runs of several radii in one program update by update (benchmarks/paper.py's checkpoints)
     update_at_own_radius: Optional[Callable[[TrainState], tuple[TrainState, Metrics]]] = None
+    # env-state leaves the batch of envs shares (Pieces.shared_env_leaves), for state_shardings
+    shared_env_leaves: Any = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,6 +128,13 @@ class Pieces:
     cost_limit: CostLimit  # config.cost_limit: a float (one constraint) or m floats
     episode_length: int  # config.episode_length
     redraw_resets: bool  # config.redraw_resets
+    # leaves of a batch of env states that all its envs share (batching.shared_leaves; MJX Warp's
+    # contact list), or None: every leaf has an env axis
+    shared_env_leaves: Any = None
+
+    def vmap_envs(self, fn: Callable) -> Callable:
+        """``fn`` over the batch of envs (batching.vmap_envs)."""
+        return batching.vmap_envs(fn, self.shared_env_leaves)
 
     @property
     def num_constraints(self) -> int:
@@ -148,7 +157,9 @@ def make_pieces(config: TrainConfig, env: Optional[Env] = None) -> Pieces:
     """Resolves ``config`` (``config.resolve``: preset, validation, task defaults) and builds
     the run's static parts."""
     config = resolve(config)
-    env = env if env is not None else shapo_envs.make_env(config.env)
+    env = env if env is not None else shapo_envs.make_env(config.env, **physics_options(config))
+    # only an MJX implementation other than JAX's shares leaves across a batch; finding them traces reset
+    shared = None if config.physics_impl == "jax" else batching.shared_leaves(env.reset, jax.random.PRNGKey(0))
     critic_optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
     )
@@ -162,6 +173,7 @@ def make_pieces(config: TrainConfig, env: Optional[Env] = None) -> Pieces:
         cost_limit=config.cost_limit,
         episode_length=config.episode_length,
         redraw_resets=config.redraw_resets,
+        shared_env_leaves=shared,
     )
 
 
@@ -203,7 +215,7 @@ def init_normalizer(pieces: Pieces, env_state: State, key: jax.Array):
     observation_size = pieces.env.observation_size
     if not pieces.per_step:
         return running_statistics.init_state(jnp.zeros((observation_size,), jnp.float32))
-    first_reset = flat_vmap(pieces.env.reset)(jax.random.split(key, pieces.config.num_envs))
+    first_reset = pieces.vmap_envs(pieces.env.reset)(jax.random.split(key, pieces.config.num_envs))
     statistics = normalization.update(normalization.RunningMeanStd.zeros(observation_size), first_reset.obs)
     return normalization.update(statistics, env_state.obs)
 
@@ -237,7 +249,7 @@ def init(pieces: Pieces, seed_key: jax.Array, rho: Optional[jax.Array] = None) -
     dummy = jnp.zeros((1, pieces.env.observation_size))
     actor_params = pieces.actor.init(actor_key, dummy)
     critic_params = {"reward": pieces.critic.init(reward_key, dummy), "cost": init_cost_critic(pieces, cost_key, dummy)}
-    env_state = flat_vmap(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
+    env_state = pieces.vmap_envs(pieces.env.reset)(jax.random.split(env_key, config.num_envs))
     zero = jnp.zeros((), jnp.float32)
     m = pieces.num_constraints
     cost_zero = zero if m == 1 else jnp.zeros((m,), jnp.float32)
@@ -281,12 +293,13 @@ def collect(pieces: Pieces, state: TrainState, key: jax.Array) -> Collected:
     initial_env_state = state.runner.initial_env_state
     if pieces.redraw_resets:
         reset_keys = jax.random.split(jax.random.fold_in(key, 1), config.num_envs)
-        initial_env_state = flat_vmap(pieces.env.reset)(reset_keys)
+        initial_env_state = pieces.vmap_envs(pieces.env.reset)(reset_keys)
     rollout = collect_rollout(
         pieces.env, policy_for(pieces, state.learner), state.runner.env_state,
         initial_env_state, state.runner.tracker, key, config.unroll_length, pieces.episode_length, pieces.limit,
         observation_statistics=state.learner.normalizer if pieces.per_step else None,
         cost_window=state.episodes.cost_window if config.cost_window else None,
+        shared=pieces.shared_env_leaves,
     )
     runner = EnvRunner(rollout.env_state, initial_env_state, rollout.tracker)
     return Collected(runner, rollout.transitions, rollout.finished, rollout.observation_statistics, rollout.cost_window)
@@ -428,12 +441,20 @@ def advance_normalizer(pieces: Pieces, normalizer, collected: Collected):
     return normalizer
 
 
-def keep_last_finite(state: TrainState, new_state: TrainState, finite: jax.Array) -> TrainState:
-    """Never continue silently on NaNs: keep the last finite state and record where it broke."""
+def keep_last_finite(state: TrainState, new_state: TrainState, finite: jax.Array,
+                     shared_env_leaves: Optional[Any] = None) -> TrainState:
+    """Never continue silently on NaNs: keep the last finite state and record where it broke.
+    (Env-state leaves the batch shares, ``shared_env_leaves``, are the physics' scratch space
+    and come from ``new_state``, whole.)"""
     ok = finite & (state.failed_update < 0)
     failed_update = jnp.where((state.failed_update < 0) & ~finite, state.update + 1, state.failed_update)
-    kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-    return kept._replace(failed_update=failed_update)
+    select = lambda old, new, shared=None: batching.select_envs(~ok, old, new, shared)
+    old_runner, new_runner = state.runner, new_state.runner
+    runner = EnvRunner(select(old_runner.env_state, new_runner.env_state, shared_env_leaves),
+                       select(old_runner.initial_env_state, new_runner.initial_env_state, shared_env_leaves),
+                       select(old_runner.tracker, new_runner.tracker))
+    kept = select(state._replace(runner=None), new_state._replace(runner=None))
+    return kept._replace(runner=runner, failed_update=failed_update)
 
 
 def update_metrics(pieces: Pieces, state: TrainState, new_state: TrainState, episodes: EpisodeStatistics,
@@ -522,7 +543,7 @@ def update(pieces: Pieces, state: TrainState, rho, progress_fn: Optional[Progres
         key=next_key,
     )
     finite = all_finite((actor_params, critic_params, diagnostics, multiplier))
-    new_state = keep_last_finite(state, new_state, finite)
+    new_state = keep_last_finite(state, new_state, finite, pieces.shared_env_leaves)
     metrics = update_metrics(pieces, state, new_state, episodes, collected, multiplier, diagnostics)
     if progress_fn is not None:
         jax.debug.callback(progress_fn, {**metrics, "seed_key": state.seed_key})
@@ -562,7 +583,7 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
     return Trainer(
         config=config, env=pieces.env, cost_limit=pieces.cost_limit, episode_length=pieces.episode_length,
         init=functools.partial(init, pieces), act=functools.partial(act, pieces), update=update_at_config_radius,
-        train=train, update_at_own_radius=update_at_own_radius,
+        train=train, update_at_own_radius=update_at_own_radius, shared_env_leaves=pieces.shared_env_leaves,
     )
 
 

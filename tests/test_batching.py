@@ -1,4 +1,5 @@
-"""flat_vmap: the same results as nested vmaps, with the outer axes folded into one batch."""
+"""flat_vmap: the same results as nested vmaps, with the outer axes folded into one batch; and
+select_envs, which keeps the leaves a batch of envs shares whole."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shapo_jax.batching import flat_vmap
+from shapo_jax.batching import flat_vmap, select_envs
 
 
 def per_entry(state, scale):
@@ -69,3 +70,20 @@ def test_env_rollout_matches_nested_vmap():
     flat = jax.jit(jax.vmap(flat_vmap(env.step)))(states, actions)
     for a, b in zip(jax.tree.leaves(nested), jax.tree.leaves(flat)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-6)
+
+
+def test_select_envs_picks_per_env_and_keeps_shared_leaves_whole():
+    """Per env where the mask says, leaf by leaf; a shared leaf (MJX Warp's contact list: one
+    array for the batch, no env axis) comes from ``latest`` whatever the mask, also for a
+    scalar mask (the NaN guard's, per seed)."""
+    chosen = {"qpos": jnp.zeros((3, 2)), "contacts": jnp.zeros(5)}
+    latest = {"qpos": jnp.ones((3, 2)), "contacts": jnp.arange(5.0)}
+    shared = {"qpos": False, "contacts": True}
+    out = select_envs(jnp.array([True, False, True]), chosen, latest, shared)
+    np.testing.assert_array_equal(out["qpos"], [[0, 0], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(out["contacts"], np.arange(5.0))
+    whole = select_envs(jnp.array(True), chosen, latest, shared)
+    np.testing.assert_array_equal(whole["qpos"], np.zeros((3, 2)))
+    np.testing.assert_array_equal(whole["contacts"], np.arange(5.0))
+    with pytest.raises(ValueError):  # without the tree, the mask [3] cannot select a [5] leaf
+        select_envs(jnp.array([True, False, True]), chosen, latest)

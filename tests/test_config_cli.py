@@ -56,6 +56,8 @@ def test_default_config_is_valid():
         ({"cost_limit": -1.0}, "--cost-limit"),
         ({"episode_length": 0}, "--episode-length"),
         ({"hidden_sizes": ()}, "--hidden-sizes"),
+        ({"physics_impl": "cuda"}, "--physics-impl"),
+        ({"physics_impl": "warp", "num_devices": 2}, "--physics-impl"),
     ],
 )
 def test_validate_names_the_flag(changes, flag):
@@ -132,6 +134,7 @@ BAD_INPUTS = {
     "minibatches": (["--num-envs", "8", "--unroll-length", "64", "--num-minibatches", "3"], "--num-minibatches"),
     "rho-and-kl": (["--geometry", "fisher", "--rho", "0.1", "--perturbation-target-kl", "0.001"],
                    "--perturbation-target-kl"),
+    "warp-without-the-option": (["--env", "SafetyHopperVelocity", "--physics-impl", "warp"], "--physics-impl"),
 }
 
 

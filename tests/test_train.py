@@ -112,6 +112,25 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_finite_state():
     assert all(finite)
 
 
+def test_the_nan_guard_takes_shared_env_leaves_from_the_new_state():
+    """keep_last_finite restores every leaf of the last finite state except env-state leaves
+    the batch shares (MJX Warp's contact list, here stood in for by the observations), which
+    are the physics' scratch space and must stay one whole array."""
+    from shapo_jax.train import keep_last_finite
+
+    trainer = make_trainer(TrainConfig(**TINY))
+    old = trainer.init(seed_keys(0, 1)[0])
+    new = jax.tree.map(lambda x: x + 1 if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, old)
+    shared = jax.tree.map(lambda _: False, old.runner.env_state).replace(obs=True)
+    kept = keep_last_finite(old, new._replace(update=old.update + 1), jnp.asarray(False), shared)
+    np.testing.assert_array_equal(kept.runner.env_state.obs, new.runner.env_state.obs)
+    np.testing.assert_array_equal(kept.runner.initial_env_state.obs, new.runner.initial_env_state.obs)
+    for name in ("env_state", "initial_env_state"):
+        np.testing.assert_array_equal(getattr(kept.runner, name).reward, getattr(old.runner, name).reward)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(kept.learner), jax.tree.leaves(old.learner)))
+    assert int(kept.update) == int(old.update) and int(kept.failed_update) == 1
+
+
 def test_progress_fn_is_called_once_per_update_per_seed_under_vmap():
     calls = []
     config = TrainConfig(**TINY)

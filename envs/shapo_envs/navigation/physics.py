@@ -16,9 +16,10 @@ in contact-rich scenes on a GPU. Two things differ for the env (env.py):
   ``frameskip`` x ``mjx.step`` without sensors, then one ``mjx.forward`` with them, the same
   sequence of computations as the JAX path's.
 
-The trainer does not take Warp envs yet: ``jax.vmap`` leaves Warp's shared fields unbatched
-(MJX's batching rule), while the trainer merges seed and env axes (``batching.flat_vmap``) and
-selects whole states leaf by leaf (resets, the NaN guard), which would need MJX's ``Data.where``.
+The trainer takes Warp envs (``shapo-train --physics-impl warp``): ``jax.vmap`` leaves Warp's
+shared fields unbatched (MJX's batching rule, which also merges nested batch axes itself), so
+the trainer vmaps such envs plainly and keeps those fields whole in its per-env selects
+(resets, the NaN guard), as MJX's ``Data.where`` does (``shapo_jax/batching.py``).
 """
 
 from __future__ import annotations
