@@ -12,6 +12,10 @@
 #   4. paper_throughput.py: SHAPO-PIDLag training steps/s, paper preset, 16 vmapped seeds
 #   5. env_throughput.py: SafetyCarGoal2 at 1024 envs, 20 steps (at 4096 envs it gave no row in
 #      128 s on an H200; on 2 CPU cores it takes 10 s per batched step at 1024 envs)
+#   7. shapo-train --physics-impl warp in the paper's setting (SafetyPointGoal1, trpo_pid, preset
+#      paper, 16 seeds, 4 updates), where warp-lang is installed: its run directory
+#      train_warp_<suffix>/ with summary.json (env_steps_per_second, compile_seconds); compare
+#      with 4. (MJX's JAX implementation)
 # plus nvidia-smi's output and a log. Each part is bounded by `timeout`: its own budget times
 # SCALE (default 1), capped by what is left of BUDGET_S (default 540 s); a part that fails or
 # times out is reported and the next one runs (the scripts write their JSON as they go, so
@@ -90,6 +94,7 @@ if [ "$mode" = tiny ]; then
   CAR_SIZES=(--num-envs 2 --steps 2 --repeats 1)
   SG_STEPS=100
   PAPER_SIZES=(--seeds 2 --updates 1 --num-envs 2 --unroll-length 8 --num-minibatches 2 --update-epochs 1)
+  TRAIN_SIZES=(--num-seeds 2 --num-envs 2 --unroll-length 8 --num-minibatches 2 --update-epochs 1 --total-steps 32)
   THROUGHPUT_SIZES=(--num-envs 8 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --rounds 1)
   SCALING_SIZES=(--num-envs 4 8 --seeds 1 2 --seed-envs 4 --unroll-length 4 --num-minibatches 2 --update-epochs 1 --repeats 1)
 else
@@ -97,6 +102,7 @@ else
   CAR_SIZES=(--num-envs 1024 --steps 20 --repeats 2)
   SG_STEPS=1000
   PAPER_SIZES=(--seeds 16 --updates 3)
+  TRAIN_SIZES=(--num-seeds 16 --total-steps 80000)  # the preset's 20 envs x 1000 steps: 4 updates
   THROUGHPUT_SIZES=(--num-envs 4096 --rounds 3)
   SCALING_SIZES=(--num-envs 4096 --seeds 16 --seed-envs 256 --repeats 3)
 fi
@@ -180,6 +186,8 @@ else
   # shellcheck disable=SC2086
   part navigation_warp 90 "$OUT/env_throughput_navigation_warp_$suffix.json" "$PY" benchmarks/env_throughput.py --envs $NAV_TASKS SafetyCarGoal2 "${NAV_SIZES[@]}" --no-sg \
     --physics-impl warp --out "$OUT/env_throughput_navigation_warp_$suffix.json"
+  part train_warp 150 "$OUT/train_warp_$suffix/summary.json" "$PY" -m shapo_jax.cli --env SafetyPointGoal1 \
+    --algo trpo_pid --preset paper --physics-impl warp "${TRAIN_SIZES[@]}" --no-progress --out "$OUT/train_warp_$suffix"
 fi
 
 if [ "$mode" = dry ]; then

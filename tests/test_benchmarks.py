@@ -510,6 +510,20 @@ def test_gpu_sh_dry_run_commands_parse():
     assert len(ran) == 1 and "benchmarks/scaling.py" in ran[0]
 
 
+def test_gpu_sh_trains_on_warp_with_flags_shapo_train_takes():
+    """Part 7's command is a shapo-train command line that parses to the paper's setting on Warp,
+    writing its run under benchmarks/results."""
+    from shapo_jax.cli import parse_flags
+
+    done = gpu_sh("--dry-run", ONLY="train_warp")
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if "shapo_jax.cli" in line]
+    command = shlex.split(line)
+    config = parse_flags(command[command.index("shapo_jax.cli") + 1:])
+    assert (config.env, config.algo, config.preset, config.physics_impl) == ("SafetyPointGoal1", "trpo_pid", "paper", "warp")
+    assert config.num_seeds == 16 and config.out.startswith("benchmarks/results/train_warp_gpu_KIND")
+
+
 def test_gpu_sh_needs_a_gpu():
     import jax
 
