@@ -157,9 +157,13 @@ def make_pieces(config: TrainConfig, env: Optional[Env] = None) -> Pieces:
     """Resolves ``config`` (``config.resolve``: preset, validation, task defaults) and builds
     the run's static parts."""
     config = resolve(config)
-    env = env if env is not None else shapo_envs.make_env(config.env, **physics_options(config))
-    # only an MJX implementation other than JAX's shares leaves across a batch; finding them traces reset
-    shared = None if config.physics_impl == "jax" else batching.shared_leaves(env.reset, jax.random.PRNGKey(0))
+    # only an MJX implementation other than JAX's shares leaves across a batch (Warp), so a task we
+    # build on JAX's skips the search (it traces reset twice); an env passed in may be anything
+    if env is None:
+        env = shapo_envs.make_env(config.env, **physics_options(config))
+        shared = None if config.physics_impl == "jax" else batching.shared_leaves(env.reset, jax.random.PRNGKey(0))
+    else:
+        shared = batching.shared_leaves(env.reset, jax.random.PRNGKey(0))
     critic_optimizer = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_learning_rate)
     )
@@ -560,7 +564,8 @@ def make_trainer(config: TrainConfig, progress_fn: Optional[ProgressFn] = None, 
       progress_fn: called on the host once per update per seed with scalar metrics
         (through ``jax.debug.callback``); ``metrics["seed_key"]`` tells seeds apart.
       env: an env to use instead of ``make_env(config.env)`` (its task defaults still
-        come from the registry entry ``config.env``).
+        come from the registry entry ``config.env``); one whose batches share leaves, as an
+        MJX Warp env's do, is found out and handled (batching.py), whatever ``physics_impl``.
     """
     pieces = make_pieces(config, env)
     config = pieces.config

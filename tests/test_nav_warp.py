@@ -141,6 +141,9 @@ def test_shared_leaves_are_warps_contact_list():
     assert impl.contact__dist and impl.contact__geom and impl.nacon
     assert not shared.pipeline_state.qpos and not impl.efc__force and not shared.obs and not shared.info["rng"]
     assert batching.shared_leaves(shapo_envs.make_env("SafetyPointGoal1").reset, jax.random.PRNGKey(0)) is None
+    # an env handed to the trainer is searched whatever the config says
+    trainer = make_trainer(TrainConfig(env="SafetyPointGoal1", num_envs=4, unroll_length=8, num_minibatches=1), env=env)
+    assert trainer.shared_env_leaves.pipeline_state._impl.contact__dist
 
 
 TRAIN = dict(env="SafetyPointButton1", algo="ppo_lag", num_seeds=2, num_envs=2, unroll_length=16, num_minibatches=2,
