@@ -301,7 +301,7 @@ def check_physics_impl(config: TrainConfig, spec) -> None:
     from shapo_envs.navigation import physics
 
     try:
-        physics.check_impl(config.physics_impl, max_worlds=config.num_seeds * config.num_envs)
+        physics.check_impl(config.physics_impl, max_worlds=physics_options(config)["max_worlds"])
     except ValueError as error:
         raise ConfigError("physics_impl", str(error).removeprefix("physics_impl: ")) from None
 

@@ -176,7 +176,7 @@ def collect_rollout(
     ``shared`` marks the env state's leaves that the whole batch shares (``batching.shared_leaves``).
     ``cost_limit`` is an [m] array when the env's cost has m constraints.
     """
-    step_fn = vmap_envs(env.step, shared)  # one flat batch under the trainer's vmap over seeds (batching.py)
+    step_fn = vmap_envs(env.step, shared)  # one flat batch under the trainer's vmap over seeds, unless shared (batching.py)
     normalize = (lambda statistics, observation: observation) if observation_statistics is None else normalization.normalize
 
     def one_step(carry, step_key):
