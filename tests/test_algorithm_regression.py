@@ -13,6 +13,14 @@ runs of the refactored trainer (a5e722c, equal to ee0837e on jax 0.9.2) on jax 0
 Turning off XLA's YNNPACK fusions (shapo_jax/xla_flags.py) moved it again, by up to 3e-6 (22
 of 44 and 26 of 47 arrays identical in the two default cases): regenerated with ``--current``
 from the code that passed the previous fixture bit for bit, with only the flag changed.
+
+Bit equality holds only on the kind of CPU that made the fixture: XLA compiles for the CPU it
+runs on, and on a Xeon with AVX-512 and AMX (2026-12-01) the same code and pins moved the
+values by round-off (ppo_lag-euclid, cpo-fisher, trpo_pid-paper, cpo-paper, trpo_pid-fisher;
+16-22 of 44-47 arrays identical): at most 1.7e-6 absolute, and every value within
+``ATOL + 1.9e-5 |value|`` of the fixture. So values are compared within ``RTOL`` = 1e-4, five
+times that, with ``ATOL`` for values near zero; a change of the algorithm that moves a metric
+by 0.01% still fails.
 """
 
 import json
@@ -40,6 +48,7 @@ def case_config(name: str) -> TrainConfig:
 
 CASES = [f"{a}-{v}" for a in ALGORITHMS for v in ("base", "euclid", "fisher")] + ["trpo_pid-paper", "cpo-paper"]
 FAST = ("ppo_lag-euclid", "cpo-fisher")  # the default suite's share; the rest is -m slow
+RTOL, ATOL = 1e-4, 1e-7  # round-off across CPUs (docstring); ATOL for values near zero
 
 
 def parameter_digest(name: str, tree) -> dict[str, list[float]]:
@@ -67,17 +76,18 @@ def run_case(name: str):
 
 @pytest.mark.parametrize(
     "name", [pytest.param(c, marks=() if c in FAST else pytest.mark.slow) for c in CASES])
-def test_results_equal_the_pre_refactor_code_bit_for_bit(name):
+def test_results_equal_the_pre_refactor_code_to_round_off(name):
     with open(FIXTURE) as f:
         expected = json.load(f)[name]
     actual = run_case(name)
     assert sorted(actual["metrics"]) == sorted(expected["metrics"])
     for key, values in expected["metrics"].items():
-        # float32 values stored as exact doubles: equality is bit equality (NaN equal to NaN)
-        np.testing.assert_array_equal(np.asarray(actual["metrics"][key]), np.asarray(values), err_msg=key)
+        # float32 values stored as exact doubles; NaN where the fixture has NaN
+        np.testing.assert_allclose(np.asarray(actual["metrics"][key], float), np.asarray(values, float),
+                                   rtol=RTOL, atol=ATOL, err_msg=key)
     assert sorted(actual["params"]) == sorted(expected["params"])
     for key, values in expected["params"].items():
-        np.testing.assert_array_equal(np.asarray(actual["params"][key]), np.asarray(values), err_msg=key)
+        np.testing.assert_allclose(actual["params"][key], values, rtol=RTOL, atol=ATOL, err_msg=key)
 
 
 def write_fixture(reference_npz: str) -> None:
