@@ -59,7 +59,9 @@ def _rollout(env, keys, actions):
 
         return jax.lax.scan(body, state, actions)[1]
 
-    return jax.tree.map(np.asarray, jax.jit(run)(keys, actions))
+    # 4 envs x 30 steps: compile time is what costs, so XLA's quick compile (as the smoke tests)
+    quick = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+    return jax.tree.map(np.asarray, jax.jit(run, compiler_options=quick)(keys, actions))
 
 
 def test_warp_steps_like_jax_under_random_actions(button_envs):
@@ -84,11 +86,11 @@ def test_warp_steps_like_jax_under_random_actions(button_envs):
 def _press_first_button(env, steps=20):
     """The Point driven straight at button 0 placed 0.35 m ahead: per step, the touch
     counts and the button cost."""
-    state = env.reset(jax.random.PRNGKey(3))
+    state = jax.jit(env.reset)(jax.random.PRNGKey(3))  # jitted: MJX op by op is far slower
     data = state.pipeline_state
     ahead = data.xpos[env._agent, :2] + 0.35 * data.xmat[env._agent][:2, 0]
     button = env._mocap["buttons"][0]
-    data = mjx.forward(env.sys, data.replace(mocap_pos=data.mocap_pos.at[button, :2].set(ahead)))
+    data = jax.jit(lambda d: mjx.forward(env.sys, d))(data.replace(mocap_pos=data.mocap_pos.at[button, :2].set(ahead)))
     info = dict(state.info, layout=state.info["layout"].at[env._slots["buttons"][0]].set(ahead))
     state = state.replace(pipeline_state=data, info=info)
     step, touching = jax.jit(env.step), jax.jit(env._touching)
