@@ -20,7 +20,7 @@ values by round-off (ppo_lag-euclid, cpo-fisher, trpo_pid-paper, cpo-paper, trpo
 16-22 of 44-47 arrays identical): at most 1.7e-6 absolute, and every value within
 ``ATOL + 1.9e-5 |value|`` of the fixture. So values are compared within ``RTOL`` = 1e-4, five
 times that, with ``ATOL`` for values near zero; a change of the algorithm that moves a metric
-by 0.01% still fails.
+by more than 0.01% fails.
 """
 
 import json
