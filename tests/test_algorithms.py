@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from compile_options import QUICK_COMPILE
 from shapo_jax import TrainConfig, make_train, make_trainer, seed_keys
 from shapo_jax.algorithms import trust_region
 from shapo_jax.algorithms.trust_region import TrustRegionConfig, cpo_direction, line_search, surrogate_loss, trpo_step
@@ -17,7 +18,6 @@ from shapo_jax.losses import PolicyBatch, mean_policy_kl
 from shapo_jax.networks import GaussianActor, gaussian_log_prob
 from shapo_jax.sharpness import sharpness_aware
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TINY = dict(env="PointHazard", num_envs=8, unroll_length=16, num_minibatches=2, update_epochs=1, total_steps=8 * 16 * 2)
 DELTA = 0.01
 
@@ -230,7 +230,7 @@ class SharpnessWithZeroRadius(TrainConfig):
 
 
 def train(config: TrainConfig, num_seeds: int = 2):
-    program = jax.jit(jax.vmap(make_train(config)), compiler_options=FAST_COMPILE)
+    program = jax.jit(jax.vmap(make_train(config)), compiler_options=QUICK_COMPILE)
     return jax.block_until_ready(program(seed_keys(0, num_seeds)))
 
 

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from compile_options import quick_compile_flags
 from shapo_jax import cli
 from shapo_jax.checkpoint import COMMIT_FILE, Checkpoints
 from shapo_jax.config import ConfigError, TrainConfig, validate
@@ -59,11 +60,11 @@ def final_state(out, config: TrainConfig):
 
 
 def cli_env(tmp_path_factory) -> dict:
-    """Subprocess env: CPU, XLA at optimisation level 0 (half the compile time), and one
+    """Subprocess env: CPU, XLA's quick compile (half the compile time), and one
     compilation cache for every run of the session, so equal programs compile once."""
     cache = tmp_path_factory.getbasetemp() / "xdg_cache"
     return {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(cache),
-            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+            "XLA_FLAGS": quick_compile_flags()}
 
 
 NAN_MAIN = """

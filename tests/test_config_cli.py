@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from compile_options import quick_compile_flags
 import shapo_envs
 from shapo_jax.config import ConfigError, TrainConfig, flag_name, validate
 
@@ -112,9 +113,9 @@ def test_properties():
 # ----------------------------------------------------------------------------------------
 
 CLI_ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-# For the training runs only: XLA's CPU backend at optimisation level 0 compiles the update
+# For the training runs only: XLA's quick compile (compile_options) compiles the update
 # in about half the time (~5 s instead of ~10 s); the outputs checked here do not depend on it.
-TRAIN_ENV = {**CLI_ENV, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+TRAIN_ENV = {**CLI_ENV, "XLA_FLAGS": quick_compile_flags()}
 
 
 def run_cli(args, cwd, timeout=180, env=CLI_ENV):

@@ -15,6 +15,7 @@ import pytest
 from brax.envs.base import Env, State
 from flax import struct
 
+from compile_options import QUICK_COMPILE, quick_compile_flags
 import shapo_envs
 from shapo_envs.playground import PLAYGROUND_OBS_KEY, PlaygroundEnv, from_playground
 from shapo_envs.registry import EnvCostError, check_cost
@@ -90,9 +91,9 @@ def test_import_env_module_error_names_the_flag():
 
 def start_cli(args, cwd):
     # -P: no working directory on sys.path, as with the shapo-train script; --env-module adds it.
-    # Optimisation level 0 halves the compile; the checks here do not depend on it.
+    # XLA's quick compile halves the compile; the checks here do not depend on it.
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+           "XLA_FLAGS": quick_compile_flags()}
     return subprocess.Popen([sys.executable, "-P", "-m", "shapo_jax.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
@@ -251,7 +252,7 @@ def test_adapter_env_registers_and_trains_in_process():
         assert isinstance(env, PlaygroundEnv)
         config = TrainConfig(**{**TINY, "env": "StandInSafe", "total_steps": 64})
         key = jax.random.PRNGKey(1)
-        train = jax.jit(make_train(config)).lower(key).compile(compiler_options={"xla_backend_optimization_level": 0})
+        train = jax.jit(make_train(config)).lower(key).compile(compiler_options=QUICK_COMPILE)
         output = jax.device_get(train(key))
         assert output.metrics["cost_limit"][-1] == pytest.approx(2.0)  # the registered default
         assert np.isfinite(output.metrics["episode_return"]).all() and np.isfinite(output.metrics["episode_cost"]).all()

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from jax import numpy as jp
 
+from compile_options import QUICK_COMPILE
 import shapo_envs
 
 VELOCITY = {  # name: (threshold, planar?) from Safety-Gymnasium safe_velocity/*_v1.py
@@ -34,15 +35,14 @@ LIFT = {"SafetyAntVelocity": 2, "SafetyHumanoidVelocity": 2, "SafetySwimmerVeloc
 FALL = ("SafetyAntFall", "SafetyWalker2dFall")
 ALL = tuple(VELOCITY) + FALL
 N = 2  # envs per batch
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name):
     """(env, jitted vmapped step, reset state of N envs): one compile of each per env."""
     env = shapo_envs.make_env(name)
-    reset = jax.jit(jax.vmap(env.reset), compiler_options=_FAST_COMPILE)
-    step = jax.jit(jax.vmap(env.step), compiler_options=_FAST_COMPILE)
+    reset = jax.jit(jax.vmap(env.reset), compiler_options=QUICK_COMPILE)
+    step = jax.jit(jax.vmap(env.step), compiler_options=QUICK_COMPILE)
     state = reset(jax.random.split(jax.random.PRNGKey(0), N))
     return env, step, state
 
@@ -279,7 +279,7 @@ def _ours_per_episode(name):
         steps, _, _, sums = jax.lax.while_loop(running, body, start)
         return sums / steps
 
-    run = jax.jit(jax.vmap(episode), compiler_options=_FAST_COMPILE)
+    run = jax.jit(jax.vmap(episode), compiler_options=QUICK_COMPILE)
     return np.asarray(run(jax.random.split(jax.random.PRNGKey(7), EPISODES)))
 
 

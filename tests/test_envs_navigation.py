@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from jax import numpy as jp
 
+from compile_options import QUICK_COMPILE
 import shapo_envs
 from shapo_envs.navigation import NAMES, layout, lidar, tasks
 
 N = 2  # envs per batch
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 DEFAULT = ("SafetyPointGoal1", "SafetyPointButton1", "SafetyPointPush1", "SafetyCarGoal1")
 FAR = 50.0  # where objects are moved to be out of the way
 
@@ -31,8 +31,8 @@ FAR = 50.0  # where objects are moved to be out of the way
 def _compiled(name):
     """(env, jitted vmapped step, reset state of N envs): one compile of each per task."""
     env = shapo_envs.make_env(name)
-    reset = jax.jit(jax.vmap(env.reset), compiler_options=_FAST_COMPILE)
-    step = jax.jit(jax.vmap(env.step), compiler_options=_FAST_COMPILE)
+    reset = jax.jit(jax.vmap(env.reset), compiler_options=QUICK_COMPILE)
+    step = jax.jit(jax.vmap(env.step), compiler_options=QUICK_COMPILE)
     return env, step, reset(jax.random.split(jax.random.PRNGKey(0), N))
 
 

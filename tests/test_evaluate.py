@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from compile_options import quick_compile_flags
 from shapo_jax import evaluate
 
 RUN_ARGS = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", "--num-minibatches", "2",
@@ -16,10 +17,10 @@ RUN_ARGS = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", 
 
 
 def train(tmp_path_factory, out, args=RUN_ARGS):
-    """shapo-train in a subprocess: XLA at optimisation level 0, and the session's shared
+    """shapo-train in a subprocess: XLA's quick compile, and the session's shared
     compilation cache (every run here has the same shapes: one compile)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg_cache"),
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+           "XLA_FLAGS": quick_compile_flags()}
     result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *args, "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

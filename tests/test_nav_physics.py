@@ -15,13 +15,11 @@ import pytest
 from jax import numpy as jp
 from mujoco import mjx
 
+from compile_options import LONG_RUN_COMPILE
 import shapo_envs
 from shapo_envs.navigation import tasks, world
 from shapo_envs.navigation.robots import POINT, ROBOTS
 
-# the 48 x 80-step push: at XLA O1 it compiled and ran in 35 s; the smoke tests' quick compile
-# (O0, expensive LLVM passes off) ran it in 139 s and O1 with those passes off in 124 s
-_PUSH_COMPILE = {"xla_backend_optimization_level": 1}
 PUSH_STEPS, COAST_STEPS = 40, 40  # env steps driving straight ahead, then with zero action
 FAR = 50.0
 
@@ -137,7 +135,7 @@ def _mjx_displacements(name, obj_kind, start_x, offsets):
             return jax.vmap(env.step)(s, jp.tile(action, (n, 1))), None
         return jax.lax.scan(body_fn, state, jp.arange(PUSH_STEPS + COAST_STEPS))[0]
 
-    final = jax.jit(run, compiler_options=_PUSH_COMPILE)(state)
+    final = jax.jit(run, compiler_options=LONG_RUN_COMPILE)(state)
     return np.asarray(final.pipeline_state.xpos[:, body, :2] - start)
 
 

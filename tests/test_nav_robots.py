@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
+from compile_options import QUICK_COMPILE
 from shapo_envs.navigation import robots as R
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 N_STEPS = 50
 START_XY = np.array([0.3, -0.2])
 START_YAW = 0.7
@@ -106,7 +106,7 @@ def _mjx(name: str):
 
     d0 = mjx.put_data(m, _reset_data(name))
     action = jnp.zeros(m.nu, jnp.float32)
-    return mx, jax.jit(env_step, compiler_options=_FAST_COMPILE).lower(d0, action).compile()
+    return mx, jax.jit(env_step, compiler_options=QUICK_COMPILE).lower(d0, action).compile()
 
 
 @functools.cache

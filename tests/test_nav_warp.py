@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
+from compile_options import QUICK_COMPILE
 import shapo_envs
 from shapo_envs.navigation import physics
 from shapo_jax import batching
@@ -59,9 +60,8 @@ def _rollout(env, keys, actions):
 
         return jax.lax.scan(body, state, actions)[1]
 
-    # 4 envs x 30 steps: compile time is what costs, so XLA's quick compile (as the smoke tests)
-    quick = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    return jax.tree.map(np.asarray, jax.jit(run, compiler_options=quick)(keys, actions))
+    # 4 envs x 30 steps: compile time is what costs
+    return jax.tree.map(np.asarray, jax.jit(run, compiler_options=QUICK_COMPILE)(keys, actions))
 
 
 def test_warp_steps_like_jax_under_random_actions(button_envs):

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from jax import numpy as jp
 
+from compile_options import QUICK_COMPILE
 import shapo_envs
 from shapo_envs.navigation import COST_LIMIT, SPLIT_NAMES, tasks
 from shapo_envs.navigation.env import NavigationEnv
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 STEPS = 25
 # the Split tasks and their constraints, in order, as issue 14 lists them
 EXPECTED = {
@@ -115,7 +115,7 @@ def _rollout(env, keys, actions):
 
         return jax.lax.scan(body, state, actions)[1]
 
-    return jax.device_get(jax.jit(run, compiler_options=_FAST_COMPILE)(keys, actions))
+    return jax.device_get(jax.jit(run, compiler_options=QUICK_COMPILE)(keys, actions))
 
 
 def _split_rollout(robot, kind, level, **physics):

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from compile_options import QUICK_COMPILE
 from shapo_jax import TrainConfig, make_train, seed_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 # The pipeline on the pure-JAX PointHazard (compiles in seconds); the issue's own --quick command
 # on SafetyPointGoal1 is the slow test at the end.
 QUICK_POINT_HAZARD = ["--quick", "--tasks", "PointHazard", "--no-compilation-cache"]
@@ -223,9 +223,9 @@ def compare_base_arm(algo: str):
     keys = seed_keys(0, 2)
     radius = math.sqrt(2 * 1e-5)
     shapo = make_train(TrainConfig(**TINY, algo=algo, geometry="fisher", perturbation_target_kl=1e-5))
-    swept = jax.jit(jax.vmap(shapo), compiler_options=FAST_COMPILE)(
+    swept = jax.jit(jax.vmap(shapo), compiler_options=QUICK_COMPILE)(
         jnp.concatenate([keys, keys]), jnp.asarray([0.0, 0.0, radius, radius]))
-    base = jax.jit(jax.vmap(make_train(TrainConfig(**TINY, algo=algo))), compiler_options=FAST_COMPILE)(keys)
+    base = jax.jit(jax.vmap(make_train(TrainConfig(**TINY, algo=algo))), compiler_options=QUICK_COMPILE)(keys)
     pairs = list(zip(jax.tree.leaves(swept.state.learner.actor_params), jax.tree.leaves(base.state.learner.actor_params)))
     base_gap = max(float(np.max(np.abs(np.asarray(a)[:2] - np.asarray(b)))) for a, b in pairs)
     shapo_gap = max(float(np.max(np.abs(np.asarray(a)[2:] - np.asarray(b)))) for a, b in pairs)

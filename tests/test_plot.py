@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from compile_options import quick_compile_flags
 from shapo_jax import plot
 
 RUN_ARGS = ["--env", "PointHazard", "--num-envs", "8", "--unroll-length", "16", "--num-minibatches", "2",
@@ -22,7 +23,7 @@ def real_run(tmp_path_factory):
     """A 3-update, 2-seed shapo-train run (subprocess, the session's compilation cache)."""
     out = tmp_path_factory.mktemp("plot") / "run"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg_cache"),
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+           "XLA_FLAGS": quick_compile_flags()}
     result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *RUN_ARGS, "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

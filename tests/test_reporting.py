@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from compile_options import quick_compile_flags
 from shapo_jax import reporting
 from shapo_jax.reporting import CSV_FIRST_COLUMNS, Reporter, write_json
 
@@ -259,7 +260,7 @@ def test_shapo_train_logs_to_wandb_offline(tmp_path, tmp_path_factory):
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_dir"),
            "WANDB_SILENT": "true", "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg_cache"),
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+           "XLA_FLAGS": quick_compile_flags()}
     (tmp_path / "wandb_dir").mkdir()
     result = subprocess.run([sys.executable, "-m", "shapo_jax.cli", *WANDB_RUN_ARGS, "--out", str(tmp_path / "run")],
                             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
