@@ -16,6 +16,9 @@ import jax.numpy as jnp
 from brax.envs.base import Env, State
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# XLA's quick compile (backend level 0, LLVM's expensive passes off): about half the compile time
+# and slower code, for programs run a few times or never timed (paper.py --quick, set-up steps).
+QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def version_of(package: str) -> str | None:
@@ -188,7 +191,7 @@ def trainer_state(config, env: Env, keys: jax.Array, env_states: State):
     return state._replace(runner=runner), seconds
 
 
-def batched_reset(env: Env, keys: jax.Array, sharding=None) -> tuple[State, float]:
+def batched_reset(env: Env, keys: jax.Array, sharding=None, compiler_options=None) -> tuple[State, float]:
     """``len(keys)`` reset states from one compiled ``vmap(env.reset)``, and its compile seconds;
     with ``sharding``, every leaf of the states is split along the batch by it.
 
@@ -197,7 +200,7 @@ def batched_reset(env: Env, keys: jax.Array, sharding=None) -> tuple[State, floa
     56 s outside compiling and stepping (imports and GPU start included), and 4096 envs did not
     finish within 268 s (benchmarks/README.md, GPU).
     """
-    reset_c, seconds = compile_timed(jax.vmap(env.reset), keys,
+    reset_c, seconds = compile_timed(jax.vmap(env.reset), keys, compiler_options=compiler_options,
                                      **({} if sharding is None else {"out_shardings": sharding}))
     return jax.block_until_ready(reset_c(keys)), seconds
 

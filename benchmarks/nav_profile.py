@@ -107,13 +107,15 @@ def main(argv=None) -> int:
     from mujoco import mjx
 
     import shapo_envs
-    from _common import batched_reset, compile_timed, header, timed, write_json
+    from _common import QUICK_COMPILER_OPTIONS, batched_reset, compile_timed, header, timed, write_json
     from shapo_envs.navigation import NAMES as NAVIGATION
 
     if args.env not in NAVIGATION:
         parser.error(f"--env: {args.env!r} is not a navigation task")
     env = shapo_envs.make_env(args.env)
-    state, _ = batched_reset(env, jax.random.split(jax.random.PRNGKey(args.seed), args.num_envs))
+    # the reset and each variant's first forward run once, untimed: XLA's quick compile
+    setup = QUICK_COMPILER_OPTIONS
+    state, _ = batched_reset(env, jax.random.split(jax.random.PRNGKey(args.seed), args.num_envs), compiler_options=setup)
     step = jax.jit(jax.vmap(env.step))
     zeros = jnp.zeros((args.num_envs, env.action_size))
     for _ in range(args.warmup_steps):
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
         options = variant_options(variant)
         model = mjx.put_model(_copy_with(m, options) if options else m)
         # the warmed-up state, forwarded under this model (``jacobian`` changes the mass matrix's layout)
-        variant_data = jax.block_until_ready(jax.jit(jax.vmap(functools.partial(forwarded, mjx, model)))(data))
+        variant_data = jax.block_until_ready(
+            jax.jit(jax.vmap(functools.partial(forwarded, mjx, model)), compiler_options=setup)(data))
         row = {"options": {k: int(v) for k, v in options.items()}, "compile_s": {}, "ms": {}}
         for name in args.stages:
             run, compile_s = compile_timed(jax.vmap(functions[name], in_axes=(None, 0)), model, variant_data)

@@ -73,8 +73,6 @@ DEFAULT_CHECKPOINT_EVERY = 500_000  # 25 of the preset's updates
 QUICK = dict(tasks=("SafetyPointGoal1",), algos=("trpo_pid",), seeds=2)
 QUICK_SIZES = dict(num_envs=20, unroll_length=100, num_minibatches=16, update_epochs=2, episode_length=100,
                    total_steps=3 * 20 * 100)
-# --quick compiles with XLA's cheap backend passes: a smoke run's program is compiled for 3 updates.
-QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 EXIT_USAGE = 2
 
 
@@ -166,6 +164,8 @@ def resolve(args) -> Grid:
     checkpoint_every = args.checkpoint_every
     if checkpoint_every is None:
         checkpoint_every = 0 if args.quick else DEFAULT_CHECKPOINT_EVERY
+    from _common import QUICK_COMPILER_OPTIONS  # --quick: a smoke run's program runs 3 updates
+
     grid = Grid(tuple(dict.fromkeys(tasks)), tuple(dict.fromkeys(algos)), seeds, sizes, args.perturbation_target_kl,
                 args.seed, args.final_window, args.bootstrap_resamples, checkpoint_every,
                 QUICK_COMPILER_OPTIONS if args.quick else None)
