@@ -21,6 +21,6 @@ LONG_RUN_COMPILE = {"xla_backend_optimization_level": 1}
 
 def quick_compile_flags() -> str:
     """``XLA_FLAGS`` for a subprocess (``shapo-train`` and friends): the caller's flags plus
-    QUICK_COMPILE, written as flags."""
-    quick = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    QUICK_COMPILE, written as flags (``--xla_backend_optimization_level=0 ...``)."""
+    quick = " ".join(f"--{name}={str(value).lower()}" for name, value in QUICK_COMPILE.items())
     return (os.environ.get("XLA_FLAGS", "") + " " + quick).strip()

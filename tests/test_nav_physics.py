@@ -15,7 +15,7 @@ import pytest
 from jax import numpy as jp
 from mujoco import mjx
 
-from compile_options import LONG_RUN_COMPILE
+from compile_options import LONG_RUN_COMPILE, QUICK_COMPILE
 import shapo_envs
 from shapo_envs.navigation import tasks, world
 from shapo_envs.navigation.robots import POINT, ROBOTS
@@ -118,13 +118,14 @@ def _mjx_displacements(name, obj_kind, start_x, offsets):
     """The same scripted push through the task's own ``env.step`` (the fast world on MJX)."""
     env = _bare(shapo_envs.make_env(name))
     n = len(offsets)
-    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), n))  # MJX op by op is slow
+    # reset and forward run once: jitted (MJX op by op is slow), compiled quick
+    state = jax.jit(jax.vmap(env.reset), compiler_options=QUICK_COMPILE)(jax.random.split(jax.random.PRNGKey(0), n))
     data = state.pipeline_state
     qpos = jax.vmap(env._set_pose)(data.qpos, jp.zeros((n, 2)), jp.zeros(n))
     xy = jp.stack([jp.full(n, start_x), jp.asarray(offsets, jp.float32)], -1)[:, None]
     qpos = jax.vmap(lambda q, p: env.place_object(q, obj_kind, p, jp.zeros(1)))(qpos, xy)
     data = data.replace(qpos=qpos, qvel=jp.zeros_like(data.qvel), mocap_pos=jp.full_like(data.mocap_pos, FAR))
-    data = jax.jit(jax.vmap(lambda d: mjx.forward(env.sys, d)))(data)
+    data = jax.jit(jax.vmap(lambda d: mjx.forward(env.sys, d)), compiler_options=QUICK_COMPILE)(data)
     body = env._free[obj_kind][0][0]
     start = data.xpos[:, body, :2]
     state = state.replace(pipeline_state=data, info={**state.info, "layout": jp.full_like(state.info["layout"], FAR)})
